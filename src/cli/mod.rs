@@ -1,0 +1,52 @@
+//! The command line: argument parsing and the commands. Each command is a thin shell around
+//! the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod evaluate;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sqs-access-operator",
+    version,
+    about = "Tells whether a Kubernetes workload's service account can use an Amazon SQS queue, and if not, why and how to fix it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Evaluate IAM requests against policies, offline: JSON Lines in, one decision per line out.
+    Evaluate {
+        /// Read requests from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Evaluate { input } => evaluate::run(input.as_deref()),
+    }
+}

@@ -1,0 +1,7 @@
+//! sqs-access-operator: tells whether a Kubernetes workload's service account can use an Amazon
+//! SQS queue, and if not, why and how to fix it.
+//!
+//! The policy engine ([`policy`]) is pure; everything else adapts it.
+
+pub mod cli;
+pub mod policy;

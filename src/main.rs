@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    sqs_access_operator::cli::run(std::env::args_os())
+}

@@ -1,0 +1,228 @@
+//! Amazon Resource Names: parsing, and the segment-wise wildcard match that `Resource` and the
+//! `Arn*` condition operators use.
+
+use super::pattern::{Glob, Tok, glob_match};
+
+/// A borrowed view of an ARN's six parts: `arn:partition:service:region:account:resource`.
+/// The resource part may itself contain colons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arn<'a> {
+    pub partition: &'a str,
+    pub service: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub resource: &'a str,
+}
+
+/// Why a string is not an ARN.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArnError {
+    #[error("`{0}` is not an ARN: it must start with `arn:`")]
+    NoPrefix(String),
+    #[error(
+        "`{0}` is not an ARN: it needs six colon-separated parts (arn:partition:service:region:account:resource)"
+    )]
+    TooFewParts(String),
+    #[error("`{0}` is not an ARN: the partition and service must not be empty")]
+    EmptyPart(String),
+}
+
+impl<'a> Arn<'a> {
+    pub fn parse(s: &'a str) -> Result<Self, ArnError> {
+        let Some(rest) = s.strip_prefix("arn:") else {
+            return Err(ArnError::NoPrefix(s.to_string()));
+        };
+        let mut it = rest.splitn(5, ':');
+        let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(ArnError::TooFewParts(s.to_string()));
+        };
+        if partition.is_empty() || service.is_empty() {
+            return Err(ArnError::EmptyPart(s.to_string()));
+        }
+        Ok(Arn {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
+    }
+}
+
+/// Matches `value` against an ARN pattern the way IAM matches `Resource` and `ArnLike`: each of
+/// the six colon-separated parts separately, with `*` and `?` inside a part. A pattern that is
+/// not ARN-shaped (`*`, or anything not starting with `arn:`) is a plain wildcard match.
+pub fn arn_match(pattern: &Glob, value: &str) -> bool {
+    let toks = pattern.toks();
+    if pattern.is_any() {
+        return true;
+    }
+    if !starts_with_arn(toks) {
+        return pattern.matches(value);
+    }
+    let pat_parts = split_toks(toks);
+    let val_parts: Vec<&str> = value.splitn(6, ':').collect();
+    if pat_parts.len() == 6 {
+        if val_parts.len() != 6 {
+            return false;
+        }
+        pat_parts
+            .iter()
+            .zip(&val_parts)
+            .all(|(p, v)| glob_match(p, v.as_bytes(), false))
+    } else {
+        // Fewer parts in the pattern (`arn:aws:sqs:*`): the last pattern part covers the rest
+        // of the value, colons included.
+        let n = pat_parts.len();
+        let val_parts: Vec<&str> = value.splitn(n, ':').collect();
+        if val_parts.len() != n {
+            return false;
+        }
+        pat_parts
+            .iter()
+            .zip(&val_parts)
+            .all(|(p, v)| glob_match(p, v.as_bytes(), false))
+    }
+}
+
+/// Matches `value` against a `Resource` element pattern. Like [`arn_match`], except that a `*`
+/// that ends a part may run past the colon into the following parts, as IAM documents for the
+/// `Resource` element (`arn:aws:sqs:us-east-1:*` matches every queue in the region).
+pub fn resource_match(pattern: &Glob, value: &str) -> bool {
+    let toks = pattern.toks();
+    if pattern.is_any() {
+        return true;
+    }
+    if !starts_with_arn(toks) {
+        return pattern.matches(value);
+    }
+    let pat_parts = split_toks(toks);
+    // Byte ranges of the value's colon-separated parts (all of them, the resource's included).
+    let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(8);
+    let mut start = 0;
+    for (i, b) in value.bytes().enumerate() {
+        if b == b':' {
+            bounds.push((start, i));
+            start = i + 1;
+        }
+    }
+    bounds.push((start, value.len()));
+    absorb_match(&pat_parts, 0, value, &bounds, 0)
+}
+
+fn absorb_match(
+    pat: &[&[Tok]],
+    pi: usize,
+    value: &str,
+    bounds: &[(usize, usize)],
+    vi: usize,
+) -> bool {
+    if vi >= bounds.len() {
+        return false;
+    }
+    let span = |a: usize, b: usize| &value.as_bytes()[bounds[a].0..bounds[b].1];
+    if pi == pat.len() - 1 {
+        // The last pattern part takes whatever is left, colons included.
+        return glob_match(pat[pi], span(vi, bounds.len() - 1), false);
+    }
+    if glob_match(pat[pi], span(vi, vi), false) && absorb_match(pat, pi + 1, value, bounds, vi + 1)
+    {
+        return true;
+    }
+    if pat[pi].last() == Some(&Tok::Many) {
+        for j in vi + 1..bounds.len() {
+            if glob_match(pat[pi], span(vi, j), false)
+                && absorb_match(pat, pi + 1, value, bounds, j + 1)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn starts_with_arn(toks: &[Tok]) -> bool {
+    toks.len() >= 4
+        && toks[..4]
+            .iter()
+            .zip(b"arn:")
+            .all(|(t, b)| *t == Tok::Byte(*b))
+}
+
+/// Splits pattern tokens at the first five colons.
+fn split_toks(toks: &[Tok]) -> Vec<&[Tok]> {
+    let mut parts = Vec::with_capacity(6);
+    let mut start = 0;
+    for (i, t) in toks.iter().enumerate() {
+        if parts.len() == 5 {
+            break;
+        }
+        if *t == Tok::Byte(b':') {
+            parts.push(&toks[start..i]);
+            start = i + 1;
+        }
+    }
+    parts.push(&toks[start..]);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_six_parts() {
+        let a = Arn::parse("arn:aws:sqs:us-east-1:111111111111:orders").unwrap();
+        assert_eq!(a.service, "sqs");
+        assert_eq!(a.account, "111111111111");
+        assert_eq!(a.resource, "orders");
+        let a = Arn::parse("arn:aws:iam::111111111111:role/a:b").unwrap();
+        assert_eq!(a.region, "");
+        assert_eq!(a.resource, "role/a:b");
+        assert!(Arn::parse("sqs.amazonaws.com").is_err());
+        assert!(Arn::parse("arn:aws:sqs:us-east-1").is_err());
+    }
+
+    #[test]
+    fn matches_segment_by_segment() {
+        let q = "arn:aws:sqs:us-east-1:111111111111:orders";
+        let cases = [
+            ("*", true),
+            ("arn:aws:sqs:*:111111111111:*", true),
+            ("arn:aws:sqs:us-east-1:111111111111:ord*", true),
+            ("arn:aws:sqs:us-east-1:111111111111:Orders", false),
+            ("arn:aws:sqs:us-east-1:222222222222:orders", false),
+            ("arn:aws:sqs:us-east-?:111111111111:orders", true),
+            ("arn:aws:sqs:*", true),
+            ("arn:aws:*:us-east-1:111111111111:orders", true),
+            // A wildcard does not run across a colon into the next part.
+            ("arn:aws:sqs:us-east-1*:orders", false),
+            ("arn:aws:kms:*:*:*", false),
+        ];
+        for (p, want) in cases {
+            assert_eq!(arn_match(&Glob::new(p), q), want, "{p}");
+        }
+        // In `Resource`, a `*` ending a part may run across colons.
+        assert!(resource_match(
+            &Glob::new("arn:aws:sqs:us-east-1*:orders"),
+            q
+        ));
+        assert!(resource_match(&Glob::new("arn:aws:sqs:*:orders"), q));
+        assert!(!resource_match(&Glob::new("arn:aws:sqs:*:other"), q));
+        assert!(!resource_match(&Glob::new("arn:aws:sqs:us-*-1:orders"), q));
+        assert!(resource_match(
+            &Glob::new("arn:aws:sqs:us-east-1:111111111111:orders"),
+            q
+        ));
+        assert!(!resource_match(
+            &Glob::new("arn:aws:sqs:us-east-1:111111111111:Orders"),
+            q
+        ));
+        assert!(arn_match(
+            &Glob::new("arn:aws:iam::*:role/*"),
+            "arn:aws:iam::111111111111:role/a/b"
+        ));
+    }
+}

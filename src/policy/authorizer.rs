@@ -1,0 +1,680 @@
+//! The authorizer: AWS's policy evaluation logic over every policy type that can take part in a
+//! request, returning the decision together with the statements and layers that made it.
+//!
+//! Order of reasoning, as in AWS's published flow: an applicable explicit `Deny` anywhere wins;
+//! then every gate must allow: SCP levels (principal side), RCP levels (resource side, with
+//! `RCPFullAWSAccess` implied), the VPC endpoint policy, and the grant itself (identity and/or
+//! resource policy, limited by the permissions boundary and the session policy).
+
+use serde::Serialize;
+
+use super::arn::resource_match;
+use super::condition::Residual;
+use super::context::{PrincipalKind, Request, ResourceRule};
+use super::document::{AwsPrincipal, Effect, Policy, PrincipalSpec, Statement};
+use super::pattern::Resolved;
+use super::tri::Tri;
+
+/// A policy with the name users know it by.
+#[derive(Debug, Clone)]
+pub struct NamedPolicy {
+    pub name: String,
+    /// `inline`, `managed`, ... (free text, for messages).
+    pub kind: Option<String>,
+    pub policy: Policy,
+}
+
+impl NamedPolicy {
+    pub fn new(name: impl Into<String>, policy: Policy) -> Self {
+        NamedPolicy {
+            name: name.into(),
+            kind: None,
+            policy,
+        }
+    }
+}
+
+/// The organization policies attached at one level of the organization tree (root, an OU, or
+/// the account).
+#[derive(Debug, Clone)]
+pub struct OrgLevel {
+    pub target: String,
+    pub policies: Vec<NamedPolicy>,
+}
+
+/// Every policy that takes part in one request. Each kind is optional.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    /// Identity-based policies of the principal (inline and managed).
+    pub identity: Vec<NamedPolicy>,
+    /// The resource-based policy of the target: queue policy, KMS key policy or trust policy.
+    pub resource: Option<NamedPolicy>,
+    pub permission_boundary: Option<NamedPolicy>,
+    pub session_policy: Option<NamedPolicy>,
+    /// Service control policies, root first, of the principal's account.
+    pub scps: Vec<OrgLevel>,
+    /// Resource control policies, root first, of the resource's account.
+    pub rcps: Vec<OrgLevel>,
+    /// The VPC endpoint policy, when the request goes through an endpoint.
+    pub vpc_endpoint: Option<NamedPolicy>,
+}
+
+/// The kinds of policy, named as in the `evaluate` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Layer {
+    Identity,
+    Resource,
+    PermissionBoundary,
+    SessionPolicy,
+    Scp,
+    Rcp,
+    VpcEndpoint,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Identity => "identity",
+            Layer::Resource => "resource",
+            Layer::PermissionBoundary => "permissionBoundary",
+            Layer::SessionPolicy => "sessionPolicy",
+            Layer::Scp => "scp",
+            Layer::Rcp => "rcp",
+            Layer::VpcEndpoint => "vpcEndpoint",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Decision {
+    Allow,
+    ExplicitDeny,
+    ImplicitDeny,
+    /// Only when the context marks keys unknown: the answer depends on them.
+    Indeterminate,
+}
+
+/// A statement that took part in the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementRef {
+    pub layer: Layer,
+    /// The organization target (root, OU or account id) for SCPs and RCPs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub policy: String,
+    /// Position in the policy's statement list, 0-based.
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub effect: &'static str,
+}
+
+/// A layer that lacked an allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    pub layer: Layer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// A condition the decision depends on, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dependency {
+    pub statement: StatementRef,
+    pub condition: Residual,
+}
+
+/// How one layer (or one organization level) came out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerOutcome {
+    pub layer: Layer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `Allow`, `Deny`, `NoAllow` or `Unknown`.
+    pub result: &'static str,
+}
+
+/// The answer: the decision and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub decision: Decision,
+    /// For `ExplicitDeny`, the denying statements; for `Allow`, the allowing statements of
+    /// every layer that had to allow.
+    pub statements: Vec<StatementRef>,
+    /// For `ImplicitDeny`, the layers that lacked an allow (the smallest set whose fix allows).
+    pub missing: Vec<Gap>,
+    /// For `Indeterminate`, the conditions on unknown keys that decide.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    pub layers: Vec<LayerOutcome>,
+}
+
+/// How a resource-policy statement's `Principal` matched the caller. The difference matters:
+/// naming the account delegates to IAM policies; naming the role is limited by the boundary
+/// and session policy; naming the session (or `*`) grants directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PMatch {
+    None,
+    Account,
+    Role,
+    Direct,
+}
+
+#[derive(Clone, Copy)]
+struct Hit<'a> {
+    layer: Layer,
+    target: Option<&'a str>,
+    policy: &'a NamedPolicy,
+    stmt: &'a Statement,
+}
+
+impl Hit<'_> {
+    fn to_ref(self) -> StatementRef {
+        StatementRef {
+            layer: self.layer,
+            target: self.target.map(str::to_string),
+            policy: self.policy.name.clone(),
+            index: self.stmt.index,
+            sid: self.stmt.sid.clone(),
+            effect: match self.stmt.effect {
+                Effect::Allow => "Allow",
+                Effect::Deny => "Deny",
+            },
+        }
+    }
+}
+
+/// What one layer says: does something allow, does something deny, and which statements.
+struct LayerEval<'a> {
+    layer: Layer,
+    target: Option<&'a str>,
+    deny: Tri,
+    allow: Tri,
+    /// Resource policies only: allow split by how the principal matched.
+    by_account: Tri,
+    by_role: Tri,
+    by_direct: Tri,
+    allowing: Vec<Hit<'a>>,
+    denying: Vec<Hit<'a>>,
+    maybe: Vec<Hit<'a>>,
+}
+
+impl<'a> LayerEval<'a> {
+    fn new(layer: Layer, target: Option<&'a str>) -> Self {
+        LayerEval {
+            layer,
+            target,
+            deny: Tri::False,
+            allow: Tri::False,
+            by_account: Tri::False,
+            by_role: Tri::False,
+            by_direct: Tri::False,
+            allowing: Vec::new(),
+            denying: Vec::new(),
+            maybe: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, req: &Request, policy: &'a NamedPolicy, has_boundary: bool) {
+        for stmt in &policy.policy.statements {
+            let (applies, how) = statement_applies(stmt, req, has_boundary);
+            if applies.is_false() {
+                continue;
+            }
+            let hit = Hit {
+                layer: self.layer,
+                target: self.target,
+                policy,
+                stmt,
+            };
+            if applies == Tri::Unknown {
+                self.maybe.push(hit);
+            }
+            match stmt.effect {
+                Effect::Deny => {
+                    self.deny = self.deny.or(applies);
+                    if applies.is_true() {
+                        self.denying.push(hit);
+                    }
+                }
+                Effect::Allow => {
+                    self.allow = self.allow.or(applies);
+                    match how {
+                        PMatch::Account => self.by_account = self.by_account.or(applies),
+                        PMatch::Role => self.by_role = self.by_role.or(applies),
+                        PMatch::Direct => self.by_direct = self.by_direct.or(applies),
+                        PMatch::None => {}
+                    }
+                    if applies.is_true() {
+                        self.allowing.push(hit);
+                    }
+                }
+            }
+        }
+    }
+
+    fn outcome(&self) -> LayerOutcome {
+        let result = match (self.deny, self.allow) {
+            (Tri::True, _) => "Deny",
+            (Tri::Unknown, _) | (_, Tri::Unknown) => "Unknown",
+            (_, Tri::True) => "Allow",
+            _ => "NoAllow",
+        };
+        LayerOutcome {
+            layer: self.layer,
+            target: self.target.map(str::to_string),
+            result,
+        }
+    }
+}
+
+/// One conjunct of a grant path: a layer that must allow.
+#[derive(Clone, Copy)]
+struct Term {
+    layer: Layer,
+    value: Tri,
+    /// Index into the layer list, to report its statements.
+    eval: usize,
+}
+
+/// Authorizes `req` against `set`.
+pub fn authorize(req: &Request, set: &PolicySet) -> Response {
+    let principal_is_iam = req.principal.is_iam_identity();
+    let has_boundary = set.permission_boundary.is_some();
+    let mut evals: Vec<LayerEval> = Vec::with_capacity(8);
+
+    let identity_idx = evals.len();
+    let mut identity = LayerEval::new(Layer::Identity, None);
+    for p in &set.identity {
+        identity.add(req, p, has_boundary);
+    }
+    evals.push(identity);
+
+    let resource_idx = set.resource.as_ref().map(|p| {
+        let mut e = LayerEval::new(Layer::Resource, None);
+        e.add(req, p, has_boundary);
+        evals.push(e);
+        evals.len() - 1
+    });
+    let boundary_idx = set.permission_boundary.as_ref().map(|p| {
+        let mut e = LayerEval::new(Layer::PermissionBoundary, None);
+        e.add(req, p, has_boundary);
+        evals.push(e);
+        evals.len() - 1
+    });
+    let session_idx = set.session_policy.as_ref().map(|p| {
+        let mut e = LayerEval::new(Layer::SessionPolicy, None);
+        e.add(req, p, has_boundary);
+        evals.push(e);
+        evals.len() - 1
+    });
+    let vpce_idx = set.vpc_endpoint.as_ref().map(|p| {
+        let mut e = LayerEval::new(Layer::VpcEndpoint, None);
+        e.add(req, p, has_boundary);
+        evals.push(e);
+        evals.len() - 1
+    });
+    // SCPs govern IAM principals of member accounts only.
+    let mut scp_idx = Vec::new();
+    if principal_is_iam {
+        for level in &set.scps {
+            let mut e = LayerEval::new(Layer::Scp, Some(&level.target));
+            for p in &level.policies {
+                e.add(req, p, has_boundary);
+            }
+            evals.push(e);
+            scp_idx.push(evals.len() - 1);
+        }
+    }
+    let mut rcp_idx = Vec::new();
+    for level in &set.rcps {
+        let mut e = LayerEval::new(Layer::Rcp, Some(&level.target));
+        for p in &level.policies {
+            e.add(req, p, has_boundary);
+        }
+        // RCPFullAWSAccess is attached at every level and cannot be detached.
+        e.allow = Tri::True;
+        evals.push(e);
+        rcp_idx.push(evals.len() - 1);
+    }
+
+    // 1. Explicit deny anywhere.
+    let deny = evals.iter().fold(Tri::False, |acc, e| acc.or(e.deny));
+
+    // 2. Gates every request must pass.
+    let mut gates: Vec<Term> = Vec::new();
+    for &i in scp_idx.iter().chain(&rcp_idx).chain(vpce_idx.iter()) {
+        gates.push(Term {
+            layer: evals[i].layer,
+            value: evals[i].allow,
+            eval: i,
+        });
+    }
+
+    // 3. The grant: alternative paths, each a conjunction of layers that must allow.
+    let term = |layer: Layer, idx: Option<usize>, value: Option<Tri>| -> Option<Term> {
+        idx.map(|i| Term {
+            layer,
+            value: value.unwrap_or(evals[i].allow),
+            eval: i,
+        })
+    };
+    let limits: Vec<Term> = [
+        term(Layer::PermissionBoundary, boundary_idx, None),
+        term(Layer::SessionPolicy, session_idx, None),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let res = |sel: fn(&LayerEval) -> Tri| -> Term {
+        match resource_idx {
+            Some(i) => Term {
+                layer: Layer::Resource,
+                value: sel(&evals[i]),
+                eval: i,
+            },
+            None => Term {
+                layer: Layer::Resource,
+                value: Tri::False,
+                eval: usize::MAX,
+            },
+        }
+    };
+    let ident = Term {
+        layer: Layer::Identity,
+        value: evals[identity_idx].allow,
+        eval: identity_idx,
+    };
+    let with_limits = |mut v: Vec<Term>| {
+        v.extend(limits.iter().copied());
+        v
+    };
+    let paths: Vec<Vec<Term>> = if !principal_is_iam {
+        // Service principals, identity providers, anonymous: only the resource policy can
+        // grant, and only by naming them.
+        vec![vec![res(|e| e.by_direct)]]
+    } else if req.same_account() {
+        match req.rule {
+            ResourceRule::Standard => vec![
+                with_limits(vec![ident]),
+                with_limits(vec![res(|e| e.by_role)]),
+                vec![res(|e| e.by_direct)],
+            ],
+            ResourceRule::KeyPolicy | ResourceRule::TrustPolicy => vec![
+                with_limits(vec![res(|e| e.by_account), ident]),
+                with_limits(vec![res(|e| e.by_role)]),
+                vec![res(|e| e.by_direct)],
+            ],
+        }
+    } else {
+        // Across accounts both sides must allow: the resource policy (naming the caller or its
+        // account) and the caller's own policies.
+        vec![with_limits(vec![res(|e| e.allow), ident])]
+    };
+    let path_value = |p: &[Term]| p.iter().fold(Tri::True, |acc, t| acc.and(t.value));
+    let grant = paths
+        .iter()
+        .fold(Tri::False, |acc, p| acc.or(path_value(p)));
+    let gates_ok = gates.iter().fold(Tri::True, |acc, t| acc.and(t.value));
+    let allowed = deny.negate().and(gates_ok).and(grant);
+
+    let decision = match (deny, allowed) {
+        (Tri::True, _) => Decision::ExplicitDeny,
+        (_, Tri::True) => Decision::Allow,
+        (_, Tri::False) => Decision::ImplicitDeny,
+        _ => Decision::Indeterminate,
+    };
+
+    let mut statements = Vec::new();
+    let mut missing = Vec::new();
+    let mut depends_on = Vec::new();
+    match decision {
+        Decision::ExplicitDeny => {
+            for e in &evals {
+                statements.extend(e.denying.iter().map(|h| h.to_ref()));
+            }
+        }
+        Decision::Allow => {
+            let path = paths
+                .iter()
+                .find(|p| path_value(p).is_true())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for t in gates.iter().chain(path) {
+                if let Some(e) = evals.get(t.eval) {
+                    statements.extend(e.allowing.iter().map(|h| h.to_ref()));
+                }
+            }
+        }
+        Decision::ImplicitDeny => {
+            for t in &gates {
+                if t.value.is_false() {
+                    missing.push(gap(t, &evals));
+                }
+            }
+            if grant.is_false() {
+                let best = paths
+                    .iter()
+                    .min_by_key(|p| p.iter().filter(|t| t.value.is_false()).count());
+                for t in best.into_iter().flatten() {
+                    if t.value.is_false() {
+                        missing.push(gap(t, &evals));
+                    }
+                }
+            }
+        }
+        Decision::Indeterminate => {
+            for e in &evals {
+                for h in &e.maybe {
+                    for c in &h.stmt.conditions {
+                        if c.eval(&req.context) == Tri::Unknown {
+                            depends_on.push(Dependency {
+                                statement: h.to_ref(),
+                                condition: c.residual(),
+                            });
+                        }
+                    }
+                    if let Some(key) = unknown_variable(h.stmt, req) {
+                        depends_on.push(Dependency {
+                            statement: h.to_ref(),
+                            condition: Residual {
+                                operator: "PolicyVariable".into(),
+                                key,
+                                values: Vec::new(),
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let mut layers: Vec<LayerOutcome> = Vec::with_capacity(evals.len());
+    for (i, e) in evals.iter().enumerate() {
+        if i == identity_idx && set.identity.is_empty() {
+            continue;
+        }
+        layers.push(e.outcome());
+    }
+
+    Response {
+        decision,
+        statements,
+        missing,
+        depends_on,
+        layers,
+    }
+}
+
+fn gap(t: &Term, evals: &[LayerEval]) -> Gap {
+    Gap {
+        layer: t.layer,
+        target: evals.get(t.eval).and_then(|e| e.target).map(str::to_string),
+    }
+}
+
+/// The key of a `Resource` variable that is unknown, if that is what made a statement
+/// undecided.
+fn unknown_variable(stmt: &Statement, req: &Request) -> Option<String> {
+    let spec = stmt.resource.as_ref()?;
+    spec.patterns
+        .iter()
+        .find_map(|t| match t.glob(&req.context) {
+            Resolved::Unknown(k) => Some(k),
+            _ => None,
+        })
+}
+
+/// Does the statement apply to the request, and (for statements with a `Principal`) how did the
+/// principal match?
+fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tri, PMatch) {
+    let how = match &stmt.principal {
+        None => PMatch::Direct,
+        // IAM: "NotPrincipal with Deny will always deny any IAM principal that has a
+        // permissions boundary policy attached, regardless of the values in NotPrincipal."
+        Some(spec)
+            if spec.negated
+                && stmt.effect == Effect::Deny
+                && has_boundary
+                && req.principal.is_iam_identity() =>
+        {
+            PMatch::Direct
+        }
+        Some(spec) => {
+            let m = principal_match(spec, req);
+            if m == PMatch::None {
+                return (Tri::False, PMatch::None);
+            }
+            m
+        }
+    };
+    if !stmt.action.matches(&req.action_lc) {
+        return (Tri::False, how);
+    }
+    let mut t = match &stmt.resource {
+        None => Tri::True,
+        Some(spec) => {
+            let mut any = Tri::False;
+            for p in &spec.patterns {
+                let m = match p.glob(&req.context) {
+                    Resolved::Value(g) => Tri::from(resource_match(&g, &req.resource)),
+                    Resolved::Unresolvable => Tri::False,
+                    Resolved::Unknown(_) => Tri::Unknown,
+                };
+                any = any.or(m);
+                if any.is_true() {
+                    break;
+                }
+            }
+            if spec.negated { any.negate() } else { any }
+        }
+    };
+    for c in &stmt.conditions {
+        if t.is_false() {
+            break;
+        }
+        t = t.and(c.eval(&req.context));
+    }
+    (t, how)
+}
+
+/// Matches a `Principal`/`NotPrincipal` element against the caller.
+fn principal_match(spec: &PrincipalSpec, req: &Request) -> PMatch {
+    if spec.negated {
+        // NotPrincipal exempts the caller only when every identity it acts as is listed: for a
+        // role session that is the session, the role and the account (IAM's NotPrincipal rule).
+        return if not_principal_exempts(spec, req) {
+            PMatch::None
+        } else {
+            PMatch::Direct
+        };
+    }
+    if spec.any {
+        return PMatch::Direct;
+    }
+    let mut best = PMatch::None;
+    for m in spec.aws.iter().map(|a| aws_match(a, req)) {
+        best = best.max(m);
+    }
+    let p = &req.principal;
+    let exact = |list: &[String]| list.contains(&p.arn);
+    match p.kind {
+        PrincipalKind::Service if exact(&spec.service) => best = PMatch::Direct,
+        PrincipalKind::IdentityProvider if exact(&spec.federated) => best = PMatch::Direct,
+        PrincipalKind::Other if exact(&spec.canonical_user) => best = PMatch::Direct,
+        _ => {}
+    }
+    best
+}
+
+fn aws_match(a: &AwsPrincipal, req: &Request) -> PMatch {
+    let p = &req.principal;
+    match a {
+        AwsPrincipal::Account(acct) => {
+            if p.is_iam_identity() && p.account.as_deref() == Some(acct) {
+                PMatch::Account
+            } else {
+                PMatch::None
+            }
+        }
+        AwsPrincipal::Role { account, name, arn } => match &p.kind {
+            PrincipalKind::AssumedRole { role_name } | PrincipalKind::Role { role_name } => {
+                // The session ARN drops the role's path; aws:PrincipalArn keeps it.
+                let same = match req.context.get_one("aws:principalarn") {
+                    Some(pa) if pa.contains(":role/") => pa == arn,
+                    _ => role_name == name && p.account.as_deref() == Some(account),
+                };
+                if !same {
+                    PMatch::None
+                } else if matches!(p.kind, PrincipalKind::Role { .. }) {
+                    PMatch::Direct
+                } else {
+                    PMatch::Role
+                }
+            }
+            _ => PMatch::None,
+        },
+        AwsPrincipal::Exact(s) => {
+            if *s == p.arn {
+                PMatch::Direct
+            } else {
+                PMatch::None
+            }
+        }
+    }
+}
+
+fn not_principal_exempts(spec: &PrincipalSpec, req: &Request) -> bool {
+    if spec.any {
+        return true;
+    }
+    let p = &req.principal;
+    let mut account = false;
+    let mut role = false;
+    let mut direct = false;
+    for a in &spec.aws {
+        match aws_match(a, req) {
+            PMatch::Account => account = true,
+            PMatch::Role => role = true,
+            PMatch::Direct => direct = true,
+            PMatch::None => {}
+        }
+    }
+    let exact = |list: &[String]| list.contains(&p.arn);
+    match p.kind {
+        PrincipalKind::AssumedRole { .. } => account && role && direct,
+        PrincipalKind::User | PrincipalKind::FederatedUser | PrincipalKind::Role { .. } => {
+            account && direct
+        }
+        PrincipalKind::Root => account,
+        PrincipalKind::Service => exact(&spec.service),
+        PrincipalKind::IdentityProvider => exact(&spec.federated),
+        PrincipalKind::Other => exact(&spec.canonical_user),
+    }
+}

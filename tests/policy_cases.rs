@@ -1,0 +1,131 @@
+//! Runs every case in `tests/policy_cases/*.json` through the same path as `evaluate`, and
+//! reports each mismatch with the case's name and the AWS rule it checks.
+
+use std::fs;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sqs_access_operator::policy::input::EvaluationInput;
+use sqs_access_operator::policy::{Decision, authorize};
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    rule: String,
+    input: Value,
+    expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Expect {
+    decision: String,
+    #[serde(default)]
+    layer: Option<String>,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    error_contains: Option<String>,
+}
+
+fn check(case: &Case) -> Result<(), String> {
+    let line = serde_json::to_string(&case.input).map_err(|e| e.to_string())?;
+    let parsed = EvaluationInput::from_json(&line).and_then(|i| i.into_parts());
+    let (req, set) = match parsed {
+        Err(e) => {
+            if case.expect.decision != "error" {
+                return Err(format!("input rejected: {e}"));
+            }
+            if let Some(want) = &case.expect.error_contains
+                && !e.to_string().to_lowercase().contains(&want.to_lowercase())
+            {
+                return Err(format!("error `{e}` does not mention `{want}`"));
+            }
+            return Ok(());
+        }
+        Ok(p) => p,
+    };
+    if case.expect.decision == "error" {
+        return Err("input was accepted, expected an error".into());
+    }
+    let resp = authorize(&req, &set);
+    let got = match resp.decision {
+        Decision::Allow => "Allow",
+        Decision::ExplicitDeny => "ExplicitDeny",
+        Decision::ImplicitDeny => "ImplicitDeny",
+        Decision::Indeterminate => "Indeterminate",
+    };
+    let detail = || serde_json::to_string(&resp).unwrap_or_default();
+    if got != case.expect.decision {
+        return Err(format!(
+            "decision {got}, expected {}: {}",
+            case.expect.decision,
+            detail()
+        ));
+    }
+    if let Some(layer) = &case.expect.layer {
+        let layers: Vec<&str> = match resp.decision {
+            Decision::ImplicitDeny => resp.missing.iter().map(|g| g.layer.as_str()).collect(),
+            _ => resp.statements.iter().map(|s| s.layer.as_str()).collect(),
+        };
+        if !layers.contains(&layer.as_str()) {
+            return Err(format!("layer {layer} not among {layers:?}: {}", detail()));
+        }
+    }
+    if let Some(sid) = &case.expect.sid
+        && !resp
+            .statements
+            .iter()
+            .any(|s| s.sid.as_deref() == Some(sid))
+    {
+        return Err(format!(
+            "no deciding statement with Sid {sid}: {}",
+            detail()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn policy_cases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policy_cases");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .expect("tests/policy_cases exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut total = 0;
+    let mut failures = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for f in &files {
+        let text = fs::read_to_string(f).unwrap();
+        let cases: Vec<Case> = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not a list of cases: {e}", f.display()));
+        for case in cases {
+            total += 1;
+            assert!(
+                names.insert(case.name.clone()),
+                "duplicate case name {}",
+                case.name
+            );
+            if let Err(msg) = check(&case) {
+                failures.push(format!(
+                    "{} [{}]\n    rule: {}\n    {msg}",
+                    case.name,
+                    f.file_name().unwrap().to_string_lossy(),
+                    case.rule
+                ));
+            }
+        }
+    }
+    eprintln!("{total} policy cases from {} files", files.len());
+    assert!(total > 0, "no policy cases found");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} policy cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
