@@ -4,4 +4,6 @@
 //! The policy engine ([`policy`]) is pure; everything else adapts it.
 
 pub mod cli;
+pub mod diagnosis;
+pub mod ids;
 pub mod policy;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod diagnose;
 pub mod evaluate;
 
 #[derive(Parser, Debug)]
@@ -26,6 +27,15 @@ pub enum Command {
         /// Read requests from this file instead of standard input.
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
+    },
+    /// Diagnose whether a workload can use a queue, from a snapshot file (YAML or JSON).
+    /// Exit code: 0 allowed, 2 denied, 3 indeterminate, 1 bad input.
+    Diagnose {
+        /// The snapshot; without it, an embedded example is diagnosed.
+        snapshot: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: diagnose::Output,
     },
 }
 
@@ -48,5 +58,6 @@ where
     };
     match cli.command {
         Command::Evaluate { input } => evaluate::run(input.as_deref()),
+        Command::Diagnose { snapshot, output } => diagnose::run(snapshot.as_deref(), output),
     }
 }

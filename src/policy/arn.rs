@@ -109,7 +109,99 @@ pub fn resource_match(pattern: &Glob, value: &str) -> bool {
         }
     }
     bounds.push((start, value.len()));
+    if bounds.len() > ABSORB_BACKTRACK_MAX_PARTS {
+        return absorb_match_nfa(&pat_parts, value);
+    }
     absorb_match(&pat_parts, 0, value, &bounds, 0)
+}
+
+/// Up to this many colon-separated parts in the value, [`absorb_match`]'s backtracking is
+/// cheap; beyond, it grows with the fourth power of their number, so [`absorb_match_nfa`]
+/// takes over.
+const ABSORB_BACKTRACK_MAX_PARTS: usize = 8;
+
+/// The language of [`absorb_match`], matched by simulating its automaton over the value's
+/// characters: O(pattern × value) like [`glob_match`], however many colons the value holds.
+/// A part's wildcards may consume a colon only in the last part and in parts that end with
+/// `*` (which may span several of the value's parts).
+fn absorb_match_nfa(pat: &[&[Tok]], value: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum T {
+        Char(char),
+        One,
+        Many,
+    }
+    // Runs of literal bytes are whole UTF-8 characters (patterns come from `&str`).
+    let parts: Vec<Vec<T>> = pat
+        .iter()
+        .map(|p| {
+            let mut out = Vec::with_capacity(p.len());
+            let mut run = Vec::new();
+            for t in p.iter().map(Some).chain([None]) {
+                if let Some(Tok::Byte(b)) = t {
+                    run.push(*b);
+                    continue;
+                }
+                out.extend(String::from_utf8_lossy(&run).chars().map(T::Char));
+                run.clear();
+                match t {
+                    Some(Tok::One) => out.push(T::One),
+                    Some(Tok::Many) => out.push(T::Many),
+                    _ => {}
+                }
+            }
+            out
+        })
+        .collect();
+    let last = parts.len() - 1;
+    let mut offset = Vec::with_capacity(parts.len());
+    let mut total = 0;
+    for p in &parts {
+        offset.push(total);
+        total += p.len() + 1;
+    }
+    // Adds state (part i, token t) and what `*` lets it skip to, once per step.
+    let add = |seen: &mut [usize], list: &mut Vec<(usize, usize)>, step, i, mut t| loop {
+        let id = offset[i] + t;
+        if seen[id] == step {
+            return;
+        }
+        seen[id] = step;
+        list.push((i, t));
+        if parts[i].get(t) == Some(&T::Many) {
+            t += 1;
+        } else {
+            return;
+        }
+    };
+    let mut seen = vec![usize::MAX; total];
+    let (mut cur, mut next) = (Vec::new(), Vec::new());
+    add(&mut seen, &mut cur, 0, 0, 0);
+    for (step, c) in value.chars().enumerate() {
+        next.clear();
+        for &(i, t) in &cur {
+            let p = &parts[i];
+            let Some(&tok) = p.get(t) else {
+                if i != last && c == ':' {
+                    add(&mut seen, &mut next, step + 1, i + 1, 0);
+                }
+                continue;
+            };
+            let wild_ok = c != ':' || i == last || p.last() == Some(&T::Many);
+            match tok {
+                T::Char(x) if x == c => add(&mut seen, &mut next, step + 1, i, t + 1),
+                T::One if wild_ok => add(&mut seen, &mut next, step + 1, i, t + 1),
+                T::Many if wild_ok => add(&mut seen, &mut next, step + 1, i, t),
+                _ => {}
+            }
+        }
+        std::mem::swap(&mut cur, &mut next);
+        if cur.is_empty() {
+            return false;
+        }
+    }
+    cur.iter()
+        .any(|&(i, t)| i == last && t == parts[last].len())
 }
 
 fn absorb_match(

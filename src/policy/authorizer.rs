@@ -47,8 +47,9 @@ pub struct OrgLevel {
 pub struct PolicySet {
     /// Identity-based policies of the principal (inline and managed).
     pub identity: Vec<NamedPolicy>,
-    /// The resource-based policy of the target: queue policy, KMS key policy or trust policy.
-    pub resource: Option<NamedPolicy>,
+    /// The resource-based policies of the target: the queue policy, the KMS key policy (with
+    /// the key's grants as further documents) or the role trust policy.
+    pub resource: Vec<NamedPolicy>,
     pub permission_boundary: Option<NamedPolicy>,
     pub session_policy: Option<NamedPolicy>,
     /// Service control policies, root first, of the principal's account.
@@ -223,6 +224,11 @@ impl<'a> LayerEval<'a> {
 
     fn add(&mut self, req: &Request, policy: &'a NamedPolicy, has_boundary: bool) {
         for stmt in &policy.policy.statements {
+            // A resource-based policy statement without Principal grants to no one (AWS requires
+            // the element there).
+            if self.layer == Layer::Resource && stmt.principal.is_none() {
+                continue;
+            }
             let (applies, how) = statement_applies(stmt, req, has_boundary);
             if applies.is_false() {
                 continue;
@@ -296,9 +302,11 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
     }
     evals.push(identity);
 
-    let resource_idx = set.resource.as_ref().map(|p| {
+    let resource_idx = (!set.resource.is_empty()).then(|| {
         let mut e = LayerEval::new(Layer::Resource, None);
-        e.add(req, p, has_boundary);
+        for p in &set.resource {
+            e.add(req, p, has_boundary);
+        }
         evals.push(e);
         evals.len() - 1
     });
@@ -386,9 +394,16 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
             },
         }
     };
+    // The account root user has every permission in its own account without identity
+    // policies (SCPs and explicit denies still apply).
+    let root_at_home = req.principal.kind == PrincipalKind::Root && req.same_account();
     let ident = Term {
         layer: Layer::Identity,
-        value: evals[identity_idx].allow,
+        value: if root_at_home {
+            Tri::True
+        } else {
+            evals[identity_idx].allow
+        },
         eval: identity_idx,
     };
     let with_limits = |mut v: Vec<Term>| {
@@ -561,10 +576,14 @@ fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tr
         None => Tri::True,
         Some(spec) => {
             let mut any = Tri::False;
+            let mut unresolved = false;
             for p in &spec.patterns {
                 let m = match p.glob(&req.context) {
                     Resolved::Value(g) => Tri::from(resource_match(&g, &req.resource)),
-                    Resolved::Unresolvable => Tri::False,
+                    Resolved::Unresolvable => {
+                        unresolved = true;
+                        Tri::False
+                    }
                     Resolved::Unknown(_) => Tri::Unknown,
                 };
                 any = any.or(m);
@@ -572,7 +591,15 @@ fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tr
                     break;
                 }
             }
-            if spec.negated { any.negate() } else { any }
+            if !spec.negated {
+                any
+            } else if unresolved && !any.is_true() {
+                // "If AWS cannot resolve a variable, this might cause the entire statement to
+                // be invalid": fail closed, so an Allow does not apply and a Deny does.
+                Tri::from(stmt.effect == Effect::Deny)
+            } else {
+                any.negate()
+            }
         }
     };
     for c in &stmt.conditions {

@@ -12,6 +12,8 @@ use super::arn::Arn;
 pub struct Context {
     values: HashMap<String, Vec<String>>,
     unknown: HashSet<String>,
+    /// Key prefixes (`aws:resourcetag/`) under which every absent key is unknown.
+    unknown_prefixes: Vec<String>,
 }
 
 /// What the context says about a key.
@@ -47,6 +49,13 @@ impl Context {
         self
     }
 
+    /// Marks every key under a prefix (e.g. `aws:ResourceTag/`) as unknown, except keys that
+    /// are set explicitly.
+    pub fn mark_unknown_prefix(&mut self, prefix: &str) -> &mut Self {
+        self.unknown_prefixes.push(prefix.to_ascii_lowercase());
+        self
+    }
+
     pub fn remove(&mut self, key: &str) -> &mut Self {
         let k = key.to_ascii_lowercase();
         self.values.remove(&k);
@@ -61,6 +70,13 @@ impl Context {
             Some(v) if !v.is_empty() => Lookup::Values(v),
             Some(_) => Lookup::Absent,
             None if !self.unknown.is_empty() && self.unknown.contains(key) => Lookup::Unknown,
+            None if self
+                .unknown_prefixes
+                .iter()
+                .any(|p| key.starts_with(p.as_str())) =>
+            {
+                Lookup::Unknown
+            }
             None => Lookup::Absent,
         }
     }
@@ -74,7 +90,7 @@ impl Context {
     }
 
     pub fn has_unknowns(&self) -> bool {
-        !self.unknown.is_empty()
+        !self.unknown.is_empty() || !self.unknown_prefixes.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
@@ -234,7 +250,18 @@ pub struct Request {
 impl Request {
     /// Builds a request. The accounts default to the ones in the principal and resource ARNs.
     pub fn new(principal: &str, action: &str, resource: &str, context: Context) -> Self {
-        let principal = Principal::parse(principal);
+        let mut principal = Principal::parse(principal);
+        let action_lc = action.to_ascii_lowercase();
+        // Web identity and SAML callers are identity providers, even when named like a
+        // service (`cognito-identity.amazonaws.com`).
+        if principal.kind == PrincipalKind::Service
+            && matches!(
+                action_lc.as_str(),
+                "sts:assumerolewithwebidentity" | "sts:assumerolewithsaml"
+            )
+        {
+            principal.kind = PrincipalKind::IdentityProvider;
+        }
         let resource_account = Arn::parse(resource)
             .ok()
             .map(|a| a.account.to_string())
@@ -242,7 +269,7 @@ impl Request {
         Request {
             principal,
             action: action.to_string(),
-            action_lc: action.to_ascii_lowercase(),
+            action_lc,
             resource: resource.to_string(),
             resource_account,
             rule: ResourceRule::for_action(action),

@@ -116,18 +116,25 @@ impl Policy {
     /// `GetRolePolicy`), or JSON whose value is itself a JSON string (SQS's `Policy` attribute
     /// read back through some tools).
     pub fn from_aws_str(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse_text(text, true)
+    }
+
+    /// `unwrap_string`: whether a JSON string holding the document is still accepted. One level
+    /// only, also when URL-encoding and JSON strings alternate (unbounded, that recursed until
+    /// the stack overflowed).
+    fn parse_text(text: &str, unwrap_string: bool) -> Result<Policy, PolicyError> {
         let decoded = decode_policy_text(text)?;
         if decoded.starts_with('"') {
-            // A JSON string holding the document (one level only).
-            let inner: String = serde_json::from_str(&decoded)
-                .map_err(|e| PolicyError::new("", format!("not a valid JSON string: {e}")))?;
-            if inner.trim_start().starts_with('"') {
+            if !unwrap_string {
                 return Err(PolicyError::new(
                     "",
                     "the policy is a JSON string nested too deep",
                 ));
             }
-            return Policy::from_aws_str(&inner);
+            // A JSON string holding the document (one level only).
+            let inner: String = serde_json::from_str(&decoded)
+                .map_err(|e| PolicyError::new("", format!("not a valid JSON string: {e}")))?;
+            return Policy::parse_text(&inner, false);
         }
         let mut de = serde_json::Deserializer::from_str(&decoded);
         let raw: RawPolicy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -180,6 +187,12 @@ impl Policy {
             statements,
         })
     }
+}
+
+/// The JSON text of a policy as AWS returned it (URL-decoded when it was encoded), for showing
+/// and storing; the input unchanged when it cannot be decoded.
+pub fn decode_for_display(text: &str) -> String {
+    decode_policy_text(text).unwrap_or_else(|_| text.to_string())
 }
 
 /// Turns what AWS returns into JSON text: IAM URL-encodes its documents; everything else is

@@ -242,7 +242,11 @@ impl EvaluationInput {
                 .enumerate()
                 .map(|(i, x)| named(x, format!("identity-policy-{i}")))
                 .collect(),
-            resource: p.resource.map(|x| named(x, "resource-policy".into())),
+            resource: p
+                .resource
+                .map(|x| named(x, "resource-policy".into()))
+                .into_iter()
+                .collect(),
             permission_boundary: p
                 .permission_boundary
                 .map(|x| named(x, "permissions-boundary".into())),

@@ -1,0 +1,384 @@
+//! The snapshot: everything known about one workload identity and one queue, as plain data.
+//! It is a documented, versioned file format (`apiVersion: sqsaccess.io/v1alpha1`,
+//! `kind: AccessSnapshot`), written by hand or dumped by the operator for a bug report. Policy
+//! documents may be objects or strings exactly as AWS returns them (URL-encoded from IAM, JSON
+//! text inside SQS attributes).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::spec::BindingSpec;
+use crate::policy::Policy;
+
+pub const API_VERSION: &str = "sqsaccess.io/v1alpha1";
+pub const KIND: &str = "AccessSnapshot";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshot {
+    pub api_version: String,
+    pub kind: String,
+    /// When the evidence was read (RFC 3339); it becomes `aws:CurrentTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_at: Option<String>,
+    pub binding: BindingEvidence,
+    /// `None`: the service account was not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccountEvidence>,
+    #[serde(default)]
+    pub cluster: ClusterEvidence,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleEvidence>,
+    /// The IAM OIDC providers registered in the role's account; `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_providers: Option<Vec<OidcProviderEvidence>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<KmsKeyEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<OrganizationEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkEvidence>,
+    /// Extra request context keys known for this workload (e.g. `aws:SourceIp`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_context: BTreeMap<String, StringOrList>,
+    /// What could not be read, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_errors: Vec<EvidenceError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BindingEvidence {
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub spec: BindingSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountEvidence {
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterEvidence {
+    /// The cluster's OIDC issuer URL, e.g. `https://oidc.eks.us-east-1.amazonaws.com/id/ABC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleEvidence {
+    pub arn: String,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy: Option<Document>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline_policies: Vec<NamedDocument>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policies: Vec<NamedDocument>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<NamedDocument>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedDocument {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    pub document: Document,
+}
+
+impl NamedDocument {
+    /// The name users know the policy by.
+    pub fn display_name(&self, fallback: &str) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.arn.clone())
+            .unwrap_or_else(|| fallback.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcProviderEvidence {
+    /// `oidc.eks.us-east-1.amazonaws.com/id/ABC`, with or without `https://`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueEvidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub found: bool,
+    /// The queue's access policy; `None` when the queue has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Document>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_master_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs_managed_sse_enabled: Option<bool>,
+    /// `None`: tags not read (then `aws:ResourceTag/*` is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeyManager {
+    Aws,
+    Customer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KmsKeyEvidence {
+    pub arn: String,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default = "customer")]
+    pub key_manager: KeyManager,
+    /// `Enabled`, `Disabled`, `PendingDeletion`, ...
+    #[serde(default = "enabled")]
+    pub key_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Document>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantEvidence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrantEvidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub grantee_principal: String,
+    pub operations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<GrantConstraints>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrantConstraints {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_subset: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context_equals: Option<BTreeMap<String, String>>,
+}
+
+/// The organization, keyed by member account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrganizationEvidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Accounts whose organization policies are known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, OrgAccountEvidence>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrgAccountEvidence {
+    /// The account's organization path, `o-abc/r-ab12/ou-ab12-11111111/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// SCPs attached on the path, root first; `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scps: Option<Vec<OrgLevelEvidence>>,
+    /// RCPs attached on the path, root first; `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcps: Option<Vec<OrgLevelEvidence>>,
+    /// The organization's management account is not governed by SCPs or RCPs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub management_account: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrgLevelEvidence {
+    pub target: String,
+    #[serde(default)]
+    pub policies: Vec<NamedDocument>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkPath {
+    /// Through an interface VPC endpoint for SQS.
+    VpcEndpoint,
+    /// Through a NAT gateway or the internet, to the public endpoint.
+    Internet,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkEvidence {
+    pub path: NetworkPath,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_endpoint_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// `None`: the endpoint's policy was not read. An endpoint created without a policy has
+    /// the default full-access policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_endpoint_policy: Option<Document>,
+    /// The public source address when going through NAT, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+}
+
+/// Evidence that could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EvidenceError {
+    /// What: `role`, `rolePolicies`, `oidcProviders`, `queue`, `kmsKey`, `serviceAccount`, ...
+    pub item: String,
+    pub kind: EvidenceErrorKind,
+    pub message: String,
+    /// The permission the reader lacked, for `Unreadable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvidenceErrorKind {
+    /// The reader was denied (its own permissions).
+    Unreadable,
+    /// Throttling, timeouts, 5xx, no connection.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A policy document: kept as JSON (for dumps) and parsed (for evaluation).
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub json: serde_json::Value,
+    pub policy: Policy,
+}
+
+impl Document {
+    pub fn parse_str(text: &str) -> Result<Document, String> {
+        let policy = Policy::from_aws_str(text).map_err(|e| e.to_string())?;
+        let decoded = crate::policy::document::decode_for_display(text);
+        let json = serde_json::from_str(&decoded).unwrap_or(serde_json::Value::String(decoded));
+        Ok(Document { json, policy })
+    }
+}
+
+impl Serialize for Document {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let text = match &v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(_) => v.to_string(),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "a policy document must be an object or a string holding one",
+                ));
+            }
+        };
+        Document::parse_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn customer() -> KeyManager {
+    KeyManager::Customer
+}
+fn enabled() -> String {
+    "Enabled".into()
+}
+
+/// A snapshot file that cannot be used: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl Snapshot {
+    /// Reads a snapshot from YAML (or JSON, which is YAML too).
+    pub fn from_yaml_str(text: &str) -> Result<Snapshot, SnapshotError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let snap: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| SnapshotError {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })?;
+        if snap.api_version != API_VERSION {
+            return Err(SnapshotError {
+                path: "apiVersion".into(),
+                message: format!("must be \"{API_VERSION}\", got \"{}\"", snap.api_version),
+            });
+        }
+        if snap.kind != KIND {
+            return Err(SnapshotError {
+                path: "kind".into(),
+                message: format!("must be \"{KIND}\", got \"{}\"", snap.kind),
+            });
+        }
+        Ok(snap)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
