@@ -3,7 +3,10 @@
 //!
 //! The policy engine ([`policy`]) is pure; everything else adapts it.
 
+pub mod aws;
 pub mod cli;
+pub mod config;
 pub mod diagnosis;
 pub mod ids;
+pub mod metrics;
 pub mod policy;

@@ -1,11 +1,75 @@
 //! `diagnose`: read a snapshot, print the verdict (text or JSON), exit 0 allowed, 2 denied,
 //! 3 indeterminate, 1 bad input.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::aws::{AwsSource, SnapshotInput, SnapshotSource};
+use crate::config::Config;
+use crate::diagnosis::check::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION};
 use crate::diagnosis::report::render_text;
-use crate::diagnosis::{Snapshot, diagnose};
+use crate::diagnosis::snapshot::ServiceAccountEvidence;
+use crate::diagnosis::{AccessMode, BindingSpec, Snapshot, diagnose_with};
+use crate::ids::RoleArn;
+use crate::metrics::Metrics;
+
+/// Fetch the snapshot from AWS instead of reading a file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveArgs {
+    /// Read the evidence from AWS (default credential chain, AWS_REGION, AWS_ENDPOINT_URL).
+    #[arg(long, requires_all = ["role_arn", "queue"], conflicts_with = "snapshot")]
+    pub live: bool,
+    /// The workload's role (what its service account's eks.amazonaws.com/role-arn says).
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// The queue: ARN or URL.
+    #[arg(long, value_name = "ARN|URL")]
+    pub queue: Option<String>,
+    /// Access modes, comma-separated: send, receive, get-attributes.
+    #[arg(long, value_delimiter = ',', value_parser = parse_access, default_value = "send")]
+    pub access: Vec<AccessMode>,
+    /// Further SQS actions, comma-separated (e.g. sqs:GetQueueUrl).
+    #[arg(long, value_delimiter = ',')]
+    pub actions: Vec<String>,
+    /// The workload's namespace (for the trust policy's sub claim).
+    #[arg(long, requires = "service_account")]
+    pub namespace: Option<String>,
+    /// The workload's service account (for the trust policy's sub claim).
+    #[arg(long, requires = "namespace")]
+    pub service_account: Option<String>,
+    /// The cluster's OIDC issuer URL; without it the trust policy is not checked.
+    #[arg(long, value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// The token audience, when not sts.amazonaws.com.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// The VPC endpoint the workload uses.
+    #[arg(long, value_name = "VPCE_ID")]
+    pub vpc_endpoint_id: Option<String>,
+    /// Operator configuration (reader roles, organization and endpoint policies).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write the fetched snapshot to this file (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub dump_snapshot: Option<PathBuf>,
+}
+
+fn parse_access(s: &str) -> Result<AccessMode, String> {
+    match s
+        .trim()
+        .to_ascii_lowercase()
+        .replace(['-', '_'], "")
+        .as_str()
+    {
+        "send" => Ok(AccessMode::Send),
+        "receive" => Ok(AccessMode::Receive),
+        "getattributes" => Ok(AccessMode::GetAttributes),
+        _ => Err(format!(
+            "\"{s}\" is not an access mode (send, receive, get-attributes)"
+        )),
+    }
+}
 
 /// The example diagnosed when no snapshot is given.
 pub const EMBEDDED_EXAMPLE_NAME: &str =
@@ -19,33 +83,44 @@ pub enum Output {
     Json,
 }
 
-pub fn run(snapshot: Option<&Path>, output: Output) -> ExitCode {
-    let (name, text) = match snapshot {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => (p.display().to_string(), t),
+pub fn run(snapshot: Option<&Path>, output: Output, live: &LiveArgs) -> ExitCode {
+    let (name, snap, opts) = if live.live {
+        match fetch_live(live) {
+            Ok((snap, opts)) => ("AWS".to_string(), snap, opts),
             Err(e) => {
-                eprintln!("error: {}: {e}", p.display());
+                eprintln!("error: {e}");
                 return ExitCode::from(1);
             }
-        },
-        None => {
-            eprintln!(
-                "(no snapshot given: diagnosing the embedded example {EMBEDDED_EXAMPLE_NAME})"
-            );
-            (
-                EMBEDDED_EXAMPLE_NAME.to_string(),
-                EMBEDDED_EXAMPLE.to_string(),
-            )
+        }
+    } else {
+        let (name, text) = match snapshot {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => (p.display().to_string(), t),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", p.display());
+                    return ExitCode::from(1);
+                }
+            },
+            None => {
+                eprintln!(
+                    "(no snapshot given: diagnosing the embedded example {EMBEDDED_EXAMPLE_NAME})"
+                );
+                (
+                    EMBEDDED_EXAMPLE_NAME.to_string(),
+                    EMBEDDED_EXAMPLE.to_string(),
+                )
+            }
+        };
+        match Snapshot::from_yaml_str(&text) {
+            Ok(s) => (name, s, Default::default()),
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                return ExitCode::from(1);
+            }
         }
     };
-    let snap = match Snapshot::from_yaml_str(&text) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {name}: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let verdict = diagnose(&snap);
+    let _ = name;
+    let verdict = diagnose_with(&snap, &opts);
     match output {
         Output::Json => match serde_json::to_string_pretty(&verdict) {
             Ok(s) => println!("{s}"),
@@ -65,4 +140,54 @@ pub fn run(snapshot: Option<&Path>, output: Output) -> ExitCode {
         }
     }
     ExitCode::from(verdict.exit_code())
+}
+
+/// Fetches a snapshot from AWS for the CLI's `--live` mode.
+fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions), String> {
+    let role_arn = a.role_arn.clone().unwrap_or_default();
+    RoleArn::parse(&role_arn).map_err(|e| format!("--role-arn: {e}"))?;
+    let cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let (namespace, sa) = match (&a.namespace, &a.service_account) {
+        (Some(n), Some(s)) => (n.clone(), s.clone()),
+        _ => ("default".to_string(), "workload".to_string()),
+    };
+    let mut annotations = BTreeMap::new();
+    annotations.insert(ROLE_ARN_ANNOTATION.to_string(), role_arn);
+    if let Some(aud) = &a.audience {
+        annotations.insert(AUDIENCE_ANNOTATION.to_string(), aud.clone());
+    }
+    let input = SnapshotInput {
+        namespace,
+        binding_name: None,
+        spec: BindingSpec {
+            service_account_name: sa,
+            queue: a.queue.clone().unwrap_or_default(),
+            access: a.access.clone(),
+            actions: a.actions.clone(),
+            vpc_endpoint_id: a.vpc_endpoint_id.clone(),
+        },
+        service_account: Some(ServiceAccountEvidence {
+            found: true,
+            annotations,
+        }),
+        oidc_issuer: a.oidc_issuer.clone().or(cfg.oidc_issuer.clone()),
+        cluster_name: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let (snap, opts) = rt.block_on(async {
+        let source = AwsSource::from_env(cfg, Metrics::default()).await;
+        let opts = source.spec_options();
+        (source.snapshot(&input).await, opts)
+    });
+    if let Some(p) = &a.dump_snapshot {
+        std::fs::write(p, snap.to_yaml())
+            .map_err(|e| format!("--dump-snapshot {}: {e}", p.display()))?;
+    }
+    Ok((snap, opts))
 }

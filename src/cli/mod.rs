@@ -31,11 +31,13 @@ pub enum Command {
     /// Diagnose whether a workload can use a queue, from a snapshot file (YAML or JSON).
     /// Exit code: 0 allowed, 2 denied, 3 indeterminate, 1 bad input.
     Diagnose {
-        /// The snapshot; without it, an embedded example is diagnosed.
+        /// The snapshot; without it (and without --live), an embedded example is diagnosed.
         snapshot: Option<PathBuf>,
         /// Output format.
         #[arg(long, short, value_enum, default_value = "text")]
         output: diagnose::Output,
+        #[command(flatten)]
+        live: diagnose::LiveArgs,
     },
 }
 
@@ -58,6 +60,10 @@ where
     };
     match cli.command {
         Command::Evaluate { input } => evaluate::run(input.as_deref()),
-        Command::Diagnose { snapshot, output } => diagnose::run(snapshot.as_deref(), output),
+        Command::Diagnose {
+            snapshot,
+            output,
+            live,
+        } => diagnose::run(snapshot.as_deref(), output, &live),
     }
 }

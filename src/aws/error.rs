@@ -1,0 +1,147 @@
+//! Classifying what AWS answers, so raw SDK errors never reach users: not found, the reader's
+//! own access denied (naming the permission), or unavailable (throttling, timeouts, 5xx).
+
+use std::fmt;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The thing does not exist.
+    NotFound,
+    /// The operator's own credentials were refused.
+    Denied { permission: String, message: String },
+    /// Throttled, timed out, 5xx, no connection: try again later.
+    Unavailable { message: String },
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::NotFound => f.write_str("not found"),
+            FetchError::Denied {
+                permission,
+                message,
+            } => {
+                write!(f, "access denied (needs {permission}): {message}")
+            }
+            FetchError::Unavailable { message } => write!(f, "unavailable: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// The outcome label for metrics.
+impl FetchError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            FetchError::NotFound => "not_found",
+            FetchError::Denied { .. } => "denied",
+            FetchError::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+const NOT_FOUND: &[&str] = &[
+    "NoSuchEntity",
+    "NoSuchEntityException",
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "NotFoundException",
+    "NotFound",
+    "ResourceNotFoundException",
+];
+
+const THROTTLED: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "InternalError",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+];
+
+/// Classifies an SDK error; `permission` is the IAM action the call needed.
+pub fn classify<E: ProvideErrorMetadata + fmt::Debug>(
+    err: &SdkError<E, HttpResponse>,
+    permission: &str,
+) -> FetchError {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.code().unwrap_or_default();
+            let message = e.message().unwrap_or(code).to_string();
+            if NOT_FOUND.contains(&code) {
+                return FetchError::NotFound;
+            }
+            if code.contains("AccessDenied")
+                || code == "AuthorizationError"
+                || code == "UnauthorizedOperation"
+                || code == "InvalidClientTokenId"
+                || code == "UnrecognizedClientException"
+            {
+                return FetchError::Denied {
+                    permission: permission.to_string(),
+                    message,
+                };
+            }
+            if THROTTLED.contains(&code) {
+                return FetchError::Unavailable { message };
+            }
+            // Some emulators and proxies answer without a parseable code: decide by status.
+            match status {
+                Some(403) | Some(401) => FetchError::Denied {
+                    permission: permission.to_string(),
+                    message: if message.is_empty() {
+                        format!("HTTP {}", status.unwrap_or_default())
+                    } else {
+                        message
+                    },
+                },
+                Some(404) => FetchError::NotFound,
+                _ => FetchError::Unavailable {
+                    message: format!(
+                        "{} (HTTP {})",
+                        if message.is_empty() {
+                            "unexpected error"
+                        } else {
+                            &message
+                        },
+                        status.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+                    ),
+                },
+            }
+        }
+        SdkError::TimeoutError(_) => FetchError::Unavailable {
+            message: "the call timed out".into(),
+        },
+        SdkError::DispatchFailure(d) => FetchError::Unavailable {
+            message: format!("could not reach AWS: {d:?}")
+                .chars()
+                .take(300)
+                .collect(),
+        },
+        SdkError::ResponseError(_) => FetchError::Unavailable {
+            message: format!(
+                "unreadable response (HTTP {})",
+                status.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+            ),
+        },
+        _ => FetchError::Unavailable {
+            message: "the request could not be built or sent".into(),
+        },
+    }
+}

@@ -1,0 +1,1027 @@
+//! The AWS implementation of [`SnapshotSource`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use futures::future::{BoxFuture, join_all};
+use moka::future::Cache;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::error::{FetchError, classify};
+use super::{SnapshotInput, SnapshotSource};
+use crate::config::Config;
+use crate::diagnosis::check::{ROLE_ARN_ANNOTATION, normalize_issuer};
+use crate::diagnosis::snapshot::{
+    BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, GrantConstraints,
+    GrantEvidence, KeyManager, KmsKeyEvidence, NamedDocument, NetworkEvidence, NetworkPath,
+    OidcProviderEvidence, QueueEvidence, RoleEvidence, Snapshot,
+};
+use crate::diagnosis::spec::SpecOptions;
+use crate::ids::{AccountId, QueueArn, Region, RoleArn};
+use crate::metrics::Metrics;
+
+/// A document as the cache keeps it: found, known absent, or not readable by us.
+#[derive(Debug, Clone)]
+enum Fetched<T> {
+    Found(T),
+    NotFound,
+    Denied { permission: String, message: String },
+}
+
+fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
+    match r {
+        Ok(v) => Ok(Fetched::Found(v)),
+        Err(FetchError::NotFound) => Ok(Fetched::NotFound),
+        Err(FetchError::Denied {
+            permission,
+            message,
+        }) => Ok(Fetched::Denied {
+            permission,
+            message,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Svc {
+    Iam,
+    Sqs,
+    Kms,
+}
+
+impl Svc {
+    fn name(self) -> &'static str {
+        match self {
+            Svc::Iam => "iam",
+            Svc::Sqs => "sqs",
+            Svc::Kms => "kms",
+        }
+    }
+}
+
+struct Clients {
+    iam: aws_sdk_iam::Client,
+    sqs: aws_sdk_sqs::Client,
+    kms: aws_sdk_kms::Client,
+}
+
+#[derive(Debug, Clone)]
+struct ProviderList {
+    arns: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct ProviderDetail {
+    url: String,
+    client_ids: Vec<String>,
+}
+
+/// Reads snapshots from AWS.
+#[derive(Clone)]
+pub struct AwsSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: SdkConfig,
+    cfg: Config,
+    home_region: Region,
+    clients: Mutex<HashMap<(Option<AccountId>, String), Arc<Clients>>>,
+    iam_limit: Semaphore,
+    sqs_limit: Semaphore,
+    kms_limit: Semaphore,
+    metrics: Metrics,
+    spec_opts: SpecOptions,
+    roles: Cache<RoleArn, Arc<Fetched<RoleEvidence>>>,
+    policies: Cache<(AccountId, String), Arc<Fetched<Document>>>,
+    providers: Cache<AccountId, Arc<Fetched<ProviderList>>>,
+    provider_details: Cache<String, Arc<Fetched<ProviderDetail>>>,
+    queues: Cache<QueueArn, Arc<Fetched<QueueEvidence>>>,
+    keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
+}
+
+impl AwsSource {
+    /// Builds the source from the default credential chain and region (`AWS_REGION`,
+    /// `AWS_ENDPOINT_URL` and friends work as usual), overridden by the config file.
+    pub async fn from_env(cfg: Config, metrics: Metrics) -> AwsSource {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = &cfg.aws.region {
+            loader = loader.region(SdkRegion::new(r.clone()));
+        }
+        if let Some(e) = &cfg.aws.endpoint_url {
+            loader = loader.endpoint_url(e.clone());
+        }
+        let base = loader.load().await;
+        AwsSource::from_sdk_config(base, cfg, metrics)
+    }
+
+    /// Builds the source on a given SDK configuration (tests pass one with static credentials
+    /// and an emulator endpoint). Retries and timeouts come from `cfg`.
+    pub fn from_sdk_config(base: SdkConfig, cfg: Config, metrics: Metrics) -> AwsSource {
+        let base = base
+            .to_builder()
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(cfg.aws.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(cfg.aws.call_timeout)
+                    .connect_timeout(cfg.aws.call_timeout.min(Duration::from_secs(3)))
+                    .build(),
+            )
+            .build();
+        let home_region = base
+            .region()
+            .and_then(|r| Region::parse(r.as_ref()).ok())
+            .unwrap_or_else(|| Region::parse("us-east-1").expect("valid region"));
+        let endpoint = base.endpoint_url().map(str::to_string);
+        let mut extra_queue_hosts = Vec::new();
+        if let Some(e) = &endpoint
+            && let Some(rest) = e.split_once("://").map(|(_, r)| r)
+        {
+            extra_queue_hosts.push(rest.split('/').next().unwrap_or(rest).to_ascii_lowercase());
+        }
+        let ttl = cfg.aws.cache_ttl;
+        fn cache<K, V>(cap: u64, ttl: Duration) -> Cache<K, V>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            Cache::builder().max_capacity(cap).time_to_live(ttl).build()
+        }
+        let inner = Inner {
+            iam_limit: Semaphore::new(cfg.aws.concurrency.iam.max(1)),
+            sqs_limit: Semaphore::new(cfg.aws.concurrency.sqs.max(1)),
+            kms_limit: Semaphore::new(cfg.aws.concurrency.kms.max(1)),
+            spec_opts: SpecOptions {
+                extra_queue_hosts,
+                region: Some(home_region.clone()),
+            },
+            roles: cache(10_000, ttl),
+            policies: cache(10_000, ttl),
+            providers: cache(1_000, ttl),
+            provider_details: cache(1_000, ttl),
+            queues: cache(10_000, ttl),
+            keys: cache(10_000, ttl),
+            clients: Mutex::new(HashMap::new()),
+            home_region,
+            base,
+            cfg,
+            metrics,
+        };
+        AwsSource {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Forgets every cached document.
+    pub fn invalidate_all(&self) {
+        let i = &self.inner;
+        i.roles.invalidate_all();
+        i.policies.invalidate_all();
+        i.providers.invalidate_all();
+        i.provider_details.invalidate_all();
+        i.queues.invalidate_all();
+        i.keys.invalidate_all();
+    }
+}
+
+impl Inner {
+    /// Clients for an account (through its reader role, when one is configured) and region.
+    async fn clients(&self, account: &AccountId, region: &Region) -> Arc<Clients> {
+        let reader = self.cfg.aws.reader_roles.get(account);
+        let key = (reader.map(|_| account.clone()), region.to_string());
+        let mut map = self.clients.lock().await;
+        if let Some(c) = map.get(&key) {
+            return c.clone();
+        }
+        let mut conf = self
+            .base
+            .to_builder()
+            .region(SdkRegion::new(region.to_string()))
+            .build();
+        if let Some(role) = reader {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
+                .session_name("sqs-access-operator")
+                .configure(&self.base)
+                .build()
+                .await;
+            conf = conf
+                .to_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build();
+        }
+        let c = Arc::new(Clients {
+            iam: aws_sdk_iam::Client::new(&conf),
+            sqs: aws_sdk_sqs::Client::new(&conf),
+            kms: aws_sdk_kms::Client::new(&conf),
+        });
+        map.insert(key, c.clone());
+        c
+    }
+
+    /// One AWS call: under the service's concurrency limit, with a deadline, classified and
+    /// counted.
+    async fn call<T, E>(
+        &self,
+        svc: Svc,
+        op: &'static str,
+        permission: &str,
+        fut: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, FetchError>
+    where
+        E: ProvideErrorMetadata + std::fmt::Debug,
+    {
+        let limit = match svc {
+            Svc::Iam => &self.iam_limit,
+            Svc::Sqs => &self.sqs_limit,
+            Svc::Kms => &self.kms_limit,
+        };
+        let _permit = limit.acquire().await.expect("semaphores are never closed");
+        // Retries happen inside the SDK; this deadline bounds all of them together.
+        let deadline =
+            self.cfg.aws.call_timeout * self.cfg.aws.max_attempts.max(1) + Duration::from_secs(1);
+        let result = match tokio::time::timeout(deadline, fut).await {
+            Err(_) => Err(FetchError::Unavailable {
+                message: format!("{op} did not answer within {deadline:?}"),
+            }),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&e, permission)),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.metrics.call(svc.name(), op, outcome);
+        if let Err(e) = &result {
+            tracing::debug!(service = svc.name(), operation = op, error = %e, "AWS call failed");
+        }
+        result
+    }
+
+    async fn cached<K, V, Fut>(
+        &self,
+        cache: &Cache<K, Arc<Fetched<V>>>,
+        kind: &'static str,
+        key: K,
+        fetch: impl FnOnce() -> Fut,
+    ) -> Result<Arc<Fetched<V>>, FetchError>
+    where
+        K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
+        V: Send + Sync + 'static,
+        Fut: Future<Output = Result<Fetched<V>, FetchError>>,
+    {
+        if let Some(v) = cache.get(&key).await {
+            self.metrics
+                .cache
+                .get_or_create(&crate::metrics::CacheLabels {
+                    kind,
+                    result: "hit",
+                })
+                .inc();
+            return Ok(v);
+        }
+        self.metrics
+            .cache
+            .get_or_create(&crate::metrics::CacheLabels {
+                kind,
+                result: "miss",
+            })
+            .inc();
+        // Concurrent misses for one key share a single fetch; failures are not cached.
+        cache
+            .try_get_with(key, async move { fetch().await.map(Arc::new) })
+            .await
+            .map_err(|e: Arc<FetchError>| (*e).clone())
+    }
+
+    // ---- IAM ----
+
+    async fn role(&self, role: &RoleArn) -> Result<Arc<Fetched<RoleEvidence>>, FetchError> {
+        self.cached(&self.roles, "role", role.clone(), || async {
+            fetched(self.fetch_role(role).await)
+        })
+        .await
+    }
+
+    async fn fetch_role(&self, role: &RoleArn) -> Result<RoleEvidence, FetchError> {
+        let c = self.clients(role.account(), &self.home_region).await;
+        let name = role.name();
+        let out = self
+            .call(
+                Svc::Iam,
+                "GetRole",
+                "iam:GetRole",
+                c.iam.get_role().role_name(name).send(),
+            )
+            .await?;
+        let r = out.role().ok_or_else(|| FetchError::Unavailable {
+            message: "GetRole answered without a role".into(),
+        })?;
+        let trust_policy = r
+            .assume_role_policy_document()
+            .map(|d| parse_doc(d, "the trust policy"))
+            .transpose()?;
+        let tags = r
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        let boundary_arn = r
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string);
+
+        let names: Vec<String> = self
+            .call(
+                Svc::Iam,
+                "ListRolePolicies",
+                "iam:ListRolePolicies",
+                c.iam
+                    .list_role_policies()
+                    .role_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .await?;
+        let c = &c;
+        let inline = join_all(names.iter().map(|p| async move {
+            let out = self
+                .call(
+                    Svc::Iam,
+                    "GetRolePolicy",
+                    "iam:GetRolePolicy",
+                    c.iam
+                        .get_role_policy()
+                        .role_name(name)
+                        .policy_name(p)
+                        .send(),
+                )
+                .await?;
+            Ok::<_, FetchError>(NamedDocument {
+                name: Some(p.clone()),
+                arn: None,
+                document: parse_doc(out.policy_document(), &format!("inline policy {p}"))?,
+            })
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+
+        let attached = self
+            .call(
+                Svc::Iam,
+                "ListAttachedRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                c.iam
+                    .list_attached_role_policies()
+                    .role_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .await?;
+        let managed = join_all(attached.iter().map(|a| async move {
+            let arn = a.policy_arn().unwrap_or_default().to_string();
+            let doc = self.managed_policy(role.account(), &arn).await?;
+            Ok::<_, FetchError>(NamedDocument {
+                name: a.policy_name().map(str::to_string),
+                arn: Some(arn),
+                document: doc,
+            })
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+
+        let permissions_boundary = match boundary_arn {
+            Some(arn) => Some(NamedDocument {
+                name: arn.rsplit('/').next().map(str::to_string),
+                document: self.managed_policy(role.account(), &arn).await?,
+                arn: Some(arn),
+            }),
+            None => None,
+        };
+        Ok(RoleEvidence {
+            arn: role.to_string(),
+            found: true,
+            trust_policy,
+            inline_policies: inline,
+            managed_policies: managed,
+            permissions_boundary,
+            tags,
+        })
+    }
+
+    /// A managed policy's default version, shared between the roles that attach it.
+    async fn managed_policy(&self, account: &AccountId, arn: &str) -> Result<Document, FetchError> {
+        let got = self
+            .cached(
+                &self.policies,
+                "policy",
+                (account.clone(), arn.to_string()),
+                || async { fetched(self.fetch_managed_policy(account, arn).await) },
+            )
+            .await?;
+        match &*got {
+            Fetched::Found(d) => Ok(d.clone()),
+            Fetched::NotFound => Err(FetchError::Unavailable {
+                message: format!("policy {arn} is attached but was not found"),
+            }),
+            Fetched::Denied {
+                permission,
+                message,
+            } => Err(FetchError::Denied {
+                permission: permission.clone(),
+                message: message.clone(),
+            }),
+        }
+    }
+
+    async fn fetch_managed_policy(
+        &self,
+        account: &AccountId,
+        arn: &str,
+    ) -> Result<Document, FetchError> {
+        let c = self.clients(account, &self.home_region).await;
+        let p = self
+            .call(
+                Svc::Iam,
+                "GetPolicy",
+                "iam:GetPolicy",
+                c.iam.get_policy().policy_arn(arn).send(),
+            )
+            .await?;
+        let version = p
+            .policy()
+            .and_then(|p| p.default_version_id())
+            .ok_or_else(|| FetchError::Unavailable {
+                message: format!("GetPolicy for {arn} named no default version"),
+            })?
+            .to_string();
+        let v = self
+            .call(
+                Svc::Iam,
+                "GetPolicyVersion",
+                "iam:GetPolicyVersion",
+                c.iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(&version)
+                    .send(),
+            )
+            .await?;
+        let doc = v
+            .policy_version()
+            .and_then(|v| v.document())
+            .ok_or_else(|| FetchError::Unavailable {
+                message: format!("GetPolicyVersion for {arn} returned no document"),
+            })?;
+        parse_doc(doc, &format!("policy {arn}"))
+    }
+
+    async fn providers(
+        &self,
+        account: &AccountId,
+        issuer: &str,
+    ) -> Result<Vec<OidcProviderEvidence>, FetchError> {
+        let list = self
+            .cached(
+                &self.providers,
+                "oidcProviders",
+                account.clone(),
+                || async {
+                    let c = self.clients(account, &self.home_region).await;
+                    fetched(
+                        self.call(
+                            Svc::Iam,
+                            "ListOpenIDConnectProviders",
+                            "iam:ListOpenIDConnectProviders",
+                            c.iam.list_open_id_connect_providers().send(),
+                        )
+                        .await
+                        .map(|o| ProviderList {
+                            arns: o
+                                .open_id_connect_provider_list()
+                                .iter()
+                                .filter_map(|p| p.arn().map(str::to_string))
+                                .collect(),
+                        }),
+                    )
+                },
+            )
+            .await?;
+        let list = match &*list {
+            Fetched::Found(l) => l.clone(),
+            Fetched::NotFound => ProviderList { arns: vec![] },
+            Fetched::Denied {
+                permission,
+                message,
+            } => {
+                return Err(FetchError::Denied {
+                    permission: permission.clone(),
+                    message: message.clone(),
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for arn in &list.arns {
+            let url = arn
+                .split_once(":oidc-provider/")
+                .map(|(_, u)| u.to_string())
+                .unwrap_or_default();
+            if normalize_issuer(&url) != issuer {
+                out.push(OidcProviderEvidence {
+                    url,
+                    client_ids: vec![],
+                    arn: Some(arn.clone()),
+                });
+                continue;
+            }
+            // Only the provider for this cluster's issuer needs its details.
+            let detail = self
+                .cached(
+                    &self.provider_details,
+                    "oidcProvider",
+                    arn.clone(),
+                    || async {
+                        let c = self.clients(account, &self.home_region).await;
+                        fetched(
+                            self.call(
+                                Svc::Iam,
+                                "GetOpenIDConnectProvider",
+                                "iam:GetOpenIDConnectProvider",
+                                c.iam
+                                    .get_open_id_connect_provider()
+                                    .open_id_connect_provider_arn(arn)
+                                    .send(),
+                            )
+                            .await
+                            .map(|o| ProviderDetail {
+                                url: o.url().unwrap_or(&url).to_string(),
+                                client_ids: o.client_id_list().to_vec(),
+                            }),
+                        )
+                    },
+                )
+                .await?;
+            match &*detail {
+                Fetched::Found(d) => out.push(OidcProviderEvidence {
+                    url: d.url.clone(),
+                    client_ids: d.client_ids.clone(),
+                    arn: Some(arn.clone()),
+                }),
+                Fetched::NotFound => {}
+                Fetched::Denied {
+                    permission,
+                    message,
+                } => {
+                    return Err(FetchError::Denied {
+                        permission: permission.clone(),
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- SQS ----
+
+    async fn queue(&self, q: &QueueArn) -> Result<Arc<Fetched<QueueEvidence>>, FetchError> {
+        self.cached(&self.queues, "queue", q.clone(), || async {
+            fetched(self.fetch_queue(q).await)
+        })
+        .await
+    }
+
+    async fn fetch_queue(&self, q: &QueueArn) -> Result<QueueEvidence, FetchError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let c = self.clients(q.account(), q.region()).await;
+        // The URL comes from SQS itself, never from user input.
+        let url = self
+            .call(
+                Svc::Sqs,
+                "GetQueueUrl",
+                "sqs:GetQueueUrl",
+                c.sqs
+                    .get_queue_url()
+                    .queue_name(q.name())
+                    .queue_owner_aws_account_id(q.account().as_str())
+                    .send(),
+            )
+            .await?
+            .queue_url()
+            .map(str::to_string)
+            .ok_or(FetchError::NotFound)?;
+        let out = self
+            .call(
+                Svc::Sqs,
+                "GetQueueAttributes",
+                "sqs:GetQueueAttributes",
+                c.sqs
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(A::Policy)
+                    .attribute_names(A::KmsMasterKeyId)
+                    .attribute_names(A::SqsManagedSseEnabled)
+                    .attribute_names(A::QueueArn)
+                    .send(),
+            )
+            .await?;
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        let policy = attrs
+            .get(&A::Policy)
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| parse_doc(p, "the queue policy"))
+            .transpose()?;
+        // Tags are optional evidence: without them aws:ResourceTag/* stays unknown.
+        let tags = self
+            .call(
+                Svc::Sqs,
+                "ListQueueTags",
+                "sqs:ListQueueTags",
+                c.sqs.list_queue_tags().queue_url(&url).send(),
+            )
+            .await
+            .ok()
+            .map(|t| t.tags().cloned().unwrap_or_default().into_iter().collect());
+        Ok(QueueEvidence {
+            arn: Some(
+                attrs
+                    .get(&A::QueueArn)
+                    .cloned()
+                    .unwrap_or_else(|| q.to_string()),
+            ),
+            url: Some(url),
+            found: true,
+            policy,
+            kms_master_key_id: attrs
+                .get(&A::KmsMasterKeyId)
+                .cloned()
+                .filter(|k| !k.is_empty()),
+            sqs_managed_sse_enabled: attrs.get(&A::SqsManagedSseEnabled).map(|v| v == "true"),
+            tags,
+        })
+    }
+
+    // ---- KMS ----
+
+    async fn key(
+        &self,
+        key_ref: &str,
+        account: &AccountId,
+        region: &Region,
+    ) -> Result<Arc<Fetched<KmsKeyEvidence>>, FetchError> {
+        self.cached(&self.keys, "kmsKey", key_ref.to_string(), || async {
+            fetched(self.fetch_key(key_ref, account, region).await)
+        })
+        .await
+    }
+
+    async fn fetch_key(
+        &self,
+        key_ref: &str,
+        account: &AccountId,
+        region: &Region,
+    ) -> Result<KmsKeyEvidence, FetchError> {
+        let c = self.clients(account, region).await;
+        let d = self
+            .call(
+                Svc::Kms,
+                "DescribeKey",
+                "kms:DescribeKey",
+                c.kms.describe_key().key_id(key_ref).send(),
+            )
+            .await?;
+        let m = d.key_metadata().ok_or_else(|| FetchError::Unavailable {
+            message: "DescribeKey answered without key metadata".into(),
+        })?;
+        let arn = m.arn().unwrap_or(key_ref).to_string();
+        let key_manager = match m.key_manager().map(|k| k.as_str()) {
+            Some("AWS") => KeyManager::Aws,
+            _ => KeyManager::Customer,
+        };
+        let key_state = m
+            .key_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "Enabled".into());
+        let policy = self
+            .call(
+                Svc::Kms,
+                "GetKeyPolicy",
+                "kms:GetKeyPolicy",
+                c.kms
+                    .get_key_policy()
+                    .key_id(&arn)
+                    .policy_name("default")
+                    .send(),
+            )
+            .await?
+            .policy()
+            .map(|p| parse_doc(p, "the key policy"))
+            .transpose()?;
+        let grants = self
+            .call(
+                Svc::Kms,
+                "ListGrants",
+                "kms:ListGrants",
+                c.kms
+                    .list_grants()
+                    .key_id(&arn)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .await?
+            .into_iter()
+            .filter_map(|g| {
+                Some(GrantEvidence {
+                    grant_id: g.grant_id().map(str::to_string),
+                    name: g.name().map(str::to_string).filter(|n| !n.is_empty()),
+                    grantee_principal: g.grantee_principal()?.to_string(),
+                    operations: g
+                        .operations()
+                        .iter()
+                        .map(|o| o.as_str().to_string())
+                        .collect(),
+                    constraints: g.constraints().map(|c| GrantConstraints {
+                        encryption_context_subset: c
+                            .encryption_context_subset()
+                            .map(|m| m.clone().into_iter().collect()),
+                        encryption_context_equals: c
+                            .encryption_context_equals()
+                            .map(|m| m.clone().into_iter().collect()),
+                    }),
+                })
+            })
+            .collect();
+        let aliases = if key_ref.contains(":alias/") || key_ref.starts_with("alias/") {
+            vec![key_ref.rsplit(':').next().unwrap_or(key_ref).to_string()]
+        } else {
+            vec![]
+        };
+        Ok(KmsKeyEvidence {
+            arn,
+            found: true,
+            aliases,
+            key_manager,
+            key_state,
+            policy: policy.or_else(|| None),
+            grants,
+        })
+    }
+
+    // ---- assembly ----
+
+    async fn build(&self, input: &SnapshotInput) -> Snapshot {
+        let mut snap = Snapshot {
+            api_version: crate::diagnosis::snapshot::API_VERSION.into(),
+            kind: crate::diagnosis::snapshot::KIND.into(),
+            captured_at: Some(
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+            binding: BindingEvidence {
+                namespace: input.namespace.clone(),
+                name: input.binding_name.clone(),
+                spec: input.spec.clone(),
+            },
+            service_account: input.service_account.clone(),
+            cluster: ClusterEvidence {
+                oidc_issuer: input.oidc_issuer.clone(),
+                name: input.cluster_name.clone(),
+            },
+            role: None,
+            oidc_providers: None,
+            queue: None,
+            kms_key: None,
+            organization: self.cfg.organization.clone(),
+            network: None,
+            request_context: Default::default(),
+            evidence_errors: vec![],
+        };
+        // Nothing is fetched for a spec that is wrong: the diagnosis reports it.
+        let Ok(spec) = input.spec.validate(&self.spec_opts) else {
+            return snap;
+        };
+        if let Some(id) = &spec.vpc_endpoint_id {
+            snap.network = Some(match self.cfg.vpc_endpoints.get(id) {
+                Some(e) => NetworkEvidence {
+                    path: NetworkPath::VpcEndpoint,
+                    vpc_endpoint_id: Some(id.clone()),
+                    vpc_id: e.vpc_id.clone(),
+                    vpc_endpoint_policy: Some(e.policy.clone().unwrap_or_else(full_access)),
+                    source_ip: None,
+                },
+                None => NetworkEvidence {
+                    path: NetworkPath::VpcEndpoint,
+                    vpc_endpoint_id: Some(id.clone()),
+                    vpc_id: None,
+                    vpc_endpoint_policy: None,
+                    source_ip: None,
+                },
+            });
+        }
+        let role_arn = input
+            .service_account
+            .as_ref()
+            .filter(|sa| sa.found)
+            .and_then(|sa| sa.annotations.get(ROLE_ARN_ANNOTATION))
+            .and_then(|a| RoleArn::parse(a).ok());
+        let issuer = input.oidc_issuer.as_deref().map(normalize_issuer);
+        let role_fut = async {
+            match &role_arn {
+                Some(r) => Some(self.role(r).await),
+                None => None,
+            }
+        };
+        let providers_fut = async {
+            match (&role_arn, &issuer) {
+                (Some(r), Some(i)) => Some(self.providers(r.account(), i).await),
+                _ => None,
+            }
+        };
+        let queue_fut = self.queue(&spec.queue.arn);
+        let (role, providers, queue) = tokio::join!(role_fut, providers_fut, queue_fut);
+        let mut errors = Vec::new();
+        match role {
+            Some(Ok(f)) => match &*f {
+                Fetched::Found(r) => snap.role = Some(r.clone()),
+                Fetched::NotFound => {
+                    snap.role = Some(RoleEvidence {
+                        arn: role_arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                        found: false,
+                        trust_policy: None,
+                        inline_policies: vec![],
+                        managed_policies: vec![],
+                        permissions_boundary: None,
+                        tags: Default::default(),
+                    })
+                }
+                Fetched::Denied {
+                    permission,
+                    message,
+                } => errors.push(denied("role", permission, message)),
+            },
+            Some(Err(e)) => errors.push(evidence_error("role", &e)),
+            None => {}
+        }
+        match providers {
+            Some(Ok(p)) => snap.oidc_providers = Some(p),
+            Some(Err(e)) => {
+                // Not fatal: the diagnosis notes the providers were not read.
+                snap.evidence_errors
+                    .push(evidence_error("oidcProviders", &e));
+            }
+            None => {}
+        }
+        match queue {
+            Ok(f) => match &*f {
+                Fetched::Found(q) => snap.queue = Some(q.clone()),
+                Fetched::NotFound => {
+                    snap.queue = Some(QueueEvidence {
+                        arn: Some(spec.queue.arn.to_string()),
+                        url: None,
+                        found: false,
+                        policy: None,
+                        kms_master_key_id: None,
+                        sqs_managed_sse_enabled: None,
+                        tags: None,
+                    })
+                }
+                Fetched::Denied {
+                    permission,
+                    message,
+                } => errors.push(denied("queue", permission, message)),
+            },
+            Err(e) => errors.push(evidence_error("queue", &e)),
+        }
+        if let Some(q) = &snap.queue
+            && let Some(k) = &q.kms_master_key_id
+        {
+            let (key_ref, acct, region) = key_reference(k, &spec.queue.arn);
+            match self.key(&key_ref, &acct, &region).await {
+                Ok(f) => match &*f {
+                    Fetched::Found(key) => {
+                        let mut key = key.clone();
+                        if k.starts_with("alias/") && !key.aliases.contains(k) {
+                            key.aliases.push(k.clone());
+                        }
+                        snap.kms_key = Some(key)
+                    }
+                    Fetched::NotFound => {
+                        snap.kms_key = Some(KmsKeyEvidence {
+                            arn: key_ref.clone(),
+                            found: false,
+                            aliases: vec![],
+                            key_manager: KeyManager::Customer,
+                            key_state: "Unknown".into(),
+                            policy: None,
+                            grants: vec![],
+                        })
+                    }
+                    Fetched::Denied {
+                        permission,
+                        message,
+                    } => errors.push(denied("kmsKey", permission, message)),
+                },
+                Err(e) => errors.push(evidence_error("kmsKey", &e)),
+            }
+        }
+        snap.evidence_errors.extend(errors);
+        snap
+    }
+}
+
+/// A queue's `KmsMasterKeyId` as an ARN in the queue's account and region: alias names and
+/// key ids only resolve there, and other accounts' keys must be named by ARN.
+fn key_reference(k: &str, queue: &QueueArn) -> (String, AccountId, Region) {
+    if let Ok(a) = crate::policy::Arn::parse(k) {
+        let acct = AccountId::parse(a.account).unwrap_or_else(|_| queue.account().clone());
+        let region = Region::parse(a.region).unwrap_or_else(|_| queue.region().clone());
+        return (k.to_string(), acct, region);
+    }
+    let partition = queue.region().partition();
+    let arn = if k.starts_with("alias/") {
+        format!(
+            "arn:{partition}:kms:{}:{}:{k}",
+            queue.region(),
+            queue.account()
+        )
+    } else {
+        format!(
+            "arn:{partition}:kms:{}:{}:key/{k}",
+            queue.region(),
+            queue.account()
+        )
+    };
+    (arn, queue.account().clone(), queue.region().clone())
+}
+
+fn full_access() -> Document {
+    Document::parse_str(
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}"#,
+    )
+    .expect("the default endpoint policy is valid")
+}
+
+fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> {
+    Document::parse_str(text).map_err(|e| FetchError::Unavailable {
+        message: format!("AWS returned {what} that cannot be parsed: {e}"),
+    })
+}
+
+fn denied(item: &str, permission: &str, message: &str) -> EvidenceError {
+    EvidenceError {
+        item: item.into(),
+        kind: EvidenceErrorKind::Unreadable,
+        message: message.into(),
+        permission: Some(permission.into()),
+    }
+}
+
+fn evidence_error(item: &str, e: &FetchError) -> EvidenceError {
+    match e {
+        FetchError::Denied {
+            permission,
+            message,
+        } => denied(item, permission, message),
+        other => EvidenceError {
+            item: item.into(),
+            kind: EvidenceErrorKind::Unavailable,
+            message: other.to_string(),
+            permission: None,
+        },
+    }
+}
+
+impl SnapshotSource for AwsSource {
+    fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
+        Box::pin(self.inner.build(input))
+    }
+
+    fn spec_options(&self) -> SpecOptions {
+        self.inner.spec_opts.clone()
+    }
+}
