@@ -30,7 +30,10 @@ fn test_config() -> Config {
 
 fn input(role_arn: &str, queue: &str, access: Vec<AccessMode>) -> SnapshotInput {
     let mut annotations = BTreeMap::new();
-    annotations.insert("eks.amazonaws.com/role-arn".to_string(), role_arn.to_string());
+    annotations.insert(
+        "eks.amazonaws.com/role-arn".to_string(),
+        role_arn.to_string(),
+    );
     SnapshotInput {
         namespace: "orders".into(),
         binding_name: Some("b".into()),
@@ -88,7 +91,13 @@ async fn seed_role(iam: &aws_sdk_iam::Client, account: &str, inline: serde_json:
         .create_role()
         .role_name(&name)
         .assume_role_policy_document(trust(account))
-        .tags(aws_sdk_iam::types::Tag::builder().key("team").value("orders").build().unwrap())
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("team")
+                .value("orders")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -112,7 +121,12 @@ async fn seed_role(iam: &aws_sdk_iam::Client, account: &str, inline: serde_json:
         .await
         .unwrap();
     let kms_arn = kms.policy().unwrap().arn().unwrap().to_string();
-    iam.attach_role_policy().role_name(&name).policy_arn(&kms_arn).send().await.unwrap();
+    iam.attach_role_policy()
+        .role_name(&name)
+        .policy_arn(&kms_arn)
+        .send()
+        .await
+        .unwrap();
     let boundary = iam
         .create_policy()
         .policy_name(unique("boundary"))
@@ -143,7 +157,12 @@ async fn seed_key(kms: &aws_sdk_kms::Client, account: &str, role_arn: &str) -> S
         {"Sid": "EnableIamPolicies", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{account}:root")}, "Action": "kms:*", "Resource": "*"},
         {"Sid": "ProducerViaSqs", "Effect": "Allow", "Principal": {"AWS": role_arn},
          "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*"}]});
-    let k = kms.create_key().policy(policy.to_string()).send().await.unwrap();
+    let k = kms
+        .create_key()
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
     k.key_metadata().unwrap().arn().unwrap().to_string()
 }
 
@@ -162,10 +181,18 @@ async fn same_account_snapshot_holds_every_document_and_allows() {
     let role = seed_role(&iam, HOME, send_policy(&qarn)).await;
     let key = seed_key(&kms, HOME, &role).await;
     let alias = format!("alias/{}", unique("k"));
-    kms.create_alias().alias_name(&alias).target_key_id(&key).send().await.unwrap();
+    kms.create_alias()
+        .alias_name(&alias)
+        .target_key_id(&key)
+        .send()
+        .await
+        .unwrap();
     sqs.create_queue()
         .queue_name(&qname)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::KmsMasterKeyId, &alias)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::KmsMasterKeyId,
+            &alias,
+        )
         .tags("team", "orders")
         .send()
         .await
@@ -174,7 +201,11 @@ async fn same_account_snapshot_holds_every_document_and_allows() {
     let src = AwsSource::from_sdk_config(conf, test_config(), Metrics::default());
     let i = input(&role, &qarn, vec![AccessMode::Send, AccessMode::Receive]);
     let snap = src.snapshot(&i).await;
-    assert!(snap.evidence_errors.is_empty(), "{:?}", snap.evidence_errors);
+    assert!(
+        snap.evidence_errors.is_empty(),
+        "{:?}",
+        snap.evidence_errors
+    );
     let r = snap.role.as_ref().unwrap();
     // IAM returns the trust and inline documents URL-encoded; both parsed.
     assert_eq!(r.trust_policy.as_ref().unwrap().policy.statements.len(), 1);
@@ -186,7 +217,10 @@ async fn same_account_snapshot_holds_every_document_and_allows() {
     assert!(p.iter().any(|p| p.client_ids == ["sts.amazonaws.com"]));
     let q = snap.queue.as_ref().unwrap();
     assert_eq!(q.kms_master_key_id.as_deref(), Some(alias.as_str()));
-    assert_eq!(q.tags.as_ref().unwrap().get("team").map(String::as_str), Some("orders"));
+    assert_eq!(
+        q.tags.as_ref().unwrap().get("team").map(String::as_str),
+        Some("orders")
+    );
     let k = snap.kms_key.as_ref().unwrap();
     assert_eq!(k.arn, key);
     assert_eq!(k.key_manager, KeyManager::Customer);
@@ -197,7 +231,10 @@ async fn same_account_snapshot_holds_every_document_and_allows() {
     assert_eq!(v.checks.iter().filter(|c| c.step == "kms").count(), 2);
     // The snapshot survives a dump and a re-read.
     let again = sqs_access_operator::diagnosis::Snapshot::from_yaml_str(&snap.to_yaml()).unwrap();
-    assert_eq!(diagnose_with(&again, &src.spec_options()).verdict, Outcome::Allowed);
+    assert_eq!(
+        diagnose_with(&again, &src.spec_options()).verdict,
+        Outcome::Allowed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,13 +248,20 @@ async fn cross_account_reads_through_the_reader_role_and_needs_the_queue_policy(
     let qname = unique("xq");
     let qarn = format!("arn:aws:sqs:us-east-1:{OTHER}:{qname}");
     let role = seed_role(&iam, HOME, send_policy(&qarn)).await;
-    let created = sqs_other.create_queue().queue_name(&qname).send().await.unwrap();
+    let created = sqs_other
+        .create_queue()
+        .queue_name(&qname)
+        .send()
+        .await
+        .unwrap();
     let qurl = created.queue_url().unwrap().to_string();
 
     let mut cfg = test_config();
     cfg.aws.reader_roles.insert(
         OTHER.parse::<String>().unwrap().try_into().unwrap(),
-        format!("arn:aws:iam::{OTHER}:role/sqs-access-reader").try_into().unwrap(),
+        format!("arn:aws:iam::{OTHER}:role/sqs-access-reader")
+            .try_into()
+            .unwrap(),
     );
     let src = AwsSource::from_sdk_config(conf, cfg, Metrics::default());
     let i = input(&role, &qarn, vec![AccessMode::Send]);
@@ -231,12 +275,19 @@ async fn cross_account_reads_through_the_reader_role_and_needs_the_queue_policy(
     sqs_other
         .set_queue_attributes()
         .queue_url(&qurl)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            policy.to_string(),
+        )
         .send()
         .await
         .unwrap();
     let cached = verdict(&src, &i).await;
-    assert_eq!(cached.verdict, Outcome::Denied, "served from the cache until it expires");
+    assert_eq!(
+        cached.verdict,
+        Outcome::Denied,
+        "served from the cache until it expires"
+    );
     src.invalidate_all();
     let v = verdict(&src, &i).await;
     assert_eq!(v.verdict, Outcome::Allowed, "{:#?}", v.reasons);
@@ -258,7 +309,10 @@ async fn missing_role_queue_and_broken_keys_are_named() {
     sqs.create_queue().queue_name(&qname).send().await.unwrap();
 
     let ghost = format!("arn:aws:iam::{HOME}:role/{}", unique("ghost"));
-    assert_eq!(codes(&verdict(&src, &input(&ghost, &qarn, vec![AccessMode::Send])).await), [ReasonCode::RoleNotFound]);
+    assert_eq!(
+        codes(&verdict(&src, &input(&ghost, &qarn, vec![AccessMode::Send])).await),
+        [ReasonCode::RoleNotFound]
+    );
 
     let role = seed_role(&iam, HOME, send_policy("*")).await;
     let missing_q = format!("arn:aws:sqs:us-east-1:{HOME}:{}", unique("nope"));
@@ -268,7 +322,10 @@ async fn missing_role_queue_and_broken_keys_are_named() {
     );
 
     // A key pending deletion, then a disabled one.
-    for (state, code) in [("pending", ReasonCode::KmsKeyPendingDeletion), ("disabled", ReasonCode::KmsKeyDisabled)] {
+    for (state, code) in [
+        ("pending", ReasonCode::KmsKeyPendingDeletion),
+        ("disabled", ReasonCode::KmsKeyDisabled),
+    ] {
         let key = seed_key(&kms, HOME, &role).await;
         let qn = unique("kq");
         sqs.create_queue()
@@ -280,7 +337,12 @@ async fn missing_role_queue_and_broken_keys_are_named() {
         // moto 5.2.5 answers 500 to ScheduleKeyDeletion by ARN; the key id works.
         let key_id = key.rsplit('/').next().unwrap();
         if state == "pending" {
-            kms.schedule_key_deletion().key_id(key_id).pending_window_in_days(7).send().await.unwrap();
+            kms.schedule_key_deletion()
+                .key_id(key_id)
+                .pending_window_in_days(7)
+                .send()
+                .await
+                .unwrap();
         } else {
             kms.disable_key().key_id(key_id).send().await.unwrap();
         }
@@ -294,7 +356,10 @@ async fn missing_role_queue_and_broken_keys_are_named() {
 async fn many_bindings_on_few_roles_and_queues_fetch_each_once() {
     let Some(url) = moto_url() else { return };
     let conf = sdk_config(&url).await;
-    let (iam, sqs) = (aws_sdk_iam::Client::new(&conf), aws_sdk_sqs::Client::new(&conf));
+    let (iam, sqs) = (
+        aws_sdk_iam::Client::new(&conf),
+        aws_sdk_sqs::Client::new(&conf),
+    );
     ensure_provider(&iam).await;
     let mut roles = Vec::new();
     let mut queues = Vec::new();
@@ -351,7 +416,11 @@ async fn a_dead_endpoint_is_unavailable_never_denied() {
     let src = AwsSource::from_sdk_config(sdk_config(&dead).await, cfg, Metrics::default());
     let v = verdict(&src, &stub_input()).await;
     assert_eq!(v.verdict, Outcome::Indeterminate, "{:#?}", v.reasons);
-    assert!(codes(&v).iter().all(|c| *c == ReasonCode::AwsUnavailable), "{:?}", codes(&v));
+    assert!(
+        codes(&v).iter().all(|c| *c == ReasonCode::AwsUnavailable),
+        "{:?}",
+        codes(&v)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,14 +431,22 @@ async fn throttling_and_server_errors_are_unavailable() {
         "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>",
     )
     .await;
-    let src = AwsSource::from_sdk_config(sdk_config(&throttled.url).await, test_config(), Metrics::default());
+    let src = AwsSource::from_sdk_config(
+        sdk_config(&throttled.url).await,
+        test_config(),
+        Metrics::default(),
+    );
     let v = verdict(&src, &stub_input()).await;
     assert_eq!(v.verdict, Outcome::Indeterminate, "{:#?}", v.reasons);
     assert!(codes(&v).contains(&ReasonCode::AwsUnavailable));
     assert!(!codes(&v).iter().any(|c| c.outcome() == Outcome::Denied));
 
     let broken = Stub::start(503, "text/plain", "upstream down").await;
-    let src = AwsSource::from_sdk_config(sdk_config(&broken.url).await, test_config(), Metrics::default());
+    let src = AwsSource::from_sdk_config(
+        sdk_config(&broken.url).await,
+        test_config(),
+        Metrics::default(),
+    );
     let v = verdict(&src, &stub_input()).await;
     assert_eq!(v.verdict, Outcome::Indeterminate);
     assert!(codes(&v).iter().all(|c| *c == ReasonCode::AwsUnavailable));
@@ -384,20 +461,40 @@ async fn the_readers_own_access_denied_is_unreadable_and_names_the_permission() 
         "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized</Message></Error></ErrorResponse>",
     )
     .await;
-    let src = AwsSource::from_sdk_config(sdk_config(&denied.url).await, test_config(), Metrics::default());
+    let src = AwsSource::from_sdk_config(
+        sdk_config(&denied.url).await,
+        test_config(),
+        Metrics::default(),
+    );
     let v = verdict(&src, &stub_input()).await;
     assert_eq!(v.verdict, Outcome::Indeterminate, "{:#?}", v.reasons);
-    let role = v.reasons.iter().find(|r| r.message.contains("role")).unwrap();
+    let role = v
+        .reasons
+        .iter()
+        .find(|r| r.message.contains("role"))
+        .unwrap();
     assert_eq!(role.code, ReasonCode::EvidenceUnreadable);
     assert!(role.message.contains("iam:GetRole"), "{}", role.message);
-    let queue = v.reasons.iter().find(|r| r.message.contains("queue")).unwrap();
-    assert!(queue.message.contains("sqs:GetQueueUrl"), "{}", queue.message);
+    let queue = v
+        .reasons
+        .iter()
+        .find(|r| r.message.contains("queue"))
+        .unwrap();
+    assert!(
+        queue.message.contains("sqs:GetQueueUrl"),
+        "{}",
+        queue.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_queue_url_is_refused_before_any_request() {
     let stub = Stub::start(200, "application/json", "{}").await;
-    let src = AwsSource::from_sdk_config(sdk_config(&stub.url).await, test_config(), Metrics::default());
+    let src = AwsSource::from_sdk_config(
+        sdk_config(&stub.url).await,
+        test_config(),
+        Metrics::default(),
+    );
     let mut i = stub_input();
     for hostile in [
         "https://attacker.example.com/123456789012/orders",

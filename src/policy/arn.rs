@@ -62,7 +62,8 @@ pub fn arn_match(pattern: &Glob, value: &str) -> bool {
     if !starts_with_arn(toks) {
         return pattern.matches(value);
     }
-    let pat_parts = split_toks(toks);
+    let (parts, n) = split_toks(toks);
+    let pat_parts = &parts[..n];
     let val_parts: Vec<&str> = value.splitn(6, ':').collect();
     if pat_parts.len() == 6 {
         if val_parts.len() != 6 {
@@ -98,21 +99,24 @@ pub fn resource_match(pattern: &Glob, value: &str) -> bool {
     if !starts_with_arn(toks) {
         return pattern.matches(value);
     }
-    let pat_parts = split_toks(toks);
+    let (parts, n) = split_toks(toks);
+    let pat_parts = &parts[..n];
     // Byte ranges of the value's colon-separated parts (all of them, the resource's included).
-    let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(8);
+    let mut bounds = [(0, 0); ABSORB_BACKTRACK_MAX_PARTS];
+    let mut count = 0;
     let mut start = 0;
     for (i, b) in value.bytes().enumerate() {
         if b == b':' {
-            bounds.push((start, i));
+            if count == ABSORB_BACKTRACK_MAX_PARTS - 1 {
+                return absorb_match_nfa(pat_parts, value);
+            }
+            bounds[count] = (start, i);
+            count += 1;
             start = i + 1;
         }
     }
-    bounds.push((start, value.len()));
-    if bounds.len() > ABSORB_BACKTRACK_MAX_PARTS {
-        return absorb_match_nfa(&pat_parts, value);
-    }
-    absorb_match(&pat_parts, 0, value, &bounds, 0)
+    bounds[count] = (start, value.len());
+    absorb_match(pat_parts, 0, value, &bounds[..=count], 0)
 }
 
 /// Up to this many colon-separated parts in the value, [`absorb_match`]'s backtracking is
@@ -243,21 +247,23 @@ fn starts_with_arn(toks: &[Tok]) -> bool {
             .all(|(t, b)| *t == Tok::Byte(*b))
 }
 
-/// Splits pattern tokens at the first five colons.
-fn split_toks(toks: &[Tok]) -> Vec<&[Tok]> {
-    let mut parts = Vec::with_capacity(6);
+/// Splits pattern tokens at the first five colons: the parts, and how many there are.
+fn split_toks(toks: &[Tok]) -> ([&[Tok]; 6], usize) {
+    let mut parts: [&[Tok]; 6] = [&[]; 6];
+    let mut n = 0;
     let mut start = 0;
     for (i, t) in toks.iter().enumerate() {
-        if parts.len() == 5 {
+        if n == 5 {
             break;
         }
         if *t == Tok::Byte(b':') {
-            parts.push(&toks[start..i]);
+            parts[n] = &toks[start..i];
+            n += 1;
             start = i + 1;
         }
     }
-    parts.push(&toks[start..]);
-    parts
+    parts[n] = &toks[start..];
+    (parts, n + 1)
 }
 
 #[cfg(test)]

@@ -136,6 +136,10 @@ impl Policy {
                 .map_err(|e| PolicyError::new("", format!("not a valid JSON string: {e}")))?;
             return Policy::parse_text(&inner, false);
         }
+        // Only a failed document needs the path tracked: parse it again for the message.
+        if let Ok(raw) = serde_json::from_str::<RawPolicy>(&decoded) {
+            return Policy::compile(raw);
+        }
         let mut de = serde_json::Deserializer::from_str(&decoded);
         let raw: RawPolicy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

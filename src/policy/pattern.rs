@@ -34,6 +34,7 @@ impl Glob {
     }
 
     fn push_wild(&mut self, text: &str) {
+        self.toks.reserve(text.len());
         for b in text.bytes() {
             self.toks.push(match b {
                 b'*' => Tok::Many,
@@ -254,7 +255,10 @@ impl Template {
         &self,
         var: &mut dyn FnMut(&str, Option<&str>) -> Resolved<String>,
     ) -> Option<Glob> {
-        let mut g = Glob::default();
+        let mut g = Glob {
+            toks: Vec::with_capacity(self.raw.len()),
+            literal: false,
+        };
         for s in &self.segs {
             match s {
                 Seg::Text(t) => g.push_wild(t),

@@ -48,7 +48,9 @@ pub async fn sdk_config_in(endpoint: &str, account: &str) -> SdkConfig {
     .build()
     .await;
     base.to_builder()
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
         .build()
 }
 
@@ -59,7 +61,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// An HTTP server on loopback that answers every request with one canned response.
@@ -76,14 +82,18 @@ impl Stub {
         let count = requests.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let count = count.clone();
                 tokio::spawn(async move {
                     // Read the head and the body the client announces, then answer.
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
                     loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
