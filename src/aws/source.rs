@@ -68,6 +68,9 @@ impl Svc {
     }
 }
 
+/// Clients are per reader account (`None`: the operator's own credentials) and region.
+type ClientKey = (Option<AccountId>, String);
+
 struct Clients {
     iam: aws_sdk_iam::Client,
     sqs: aws_sdk_sqs::Client,
@@ -95,7 +98,7 @@ struct Inner {
     base: SdkConfig,
     cfg: Config,
     home_region: Region,
-    clients: Mutex<HashMap<(Option<AccountId>, String), Arc<Clients>>>,
+    clients: Mutex<HashMap<ClientKey, Arc<Clients>>>,
     iam_limit: Semaphore,
     sqs_limit: Semaphore,
     kms_limit: Semaphore,

@@ -37,7 +37,7 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value = "text")]
         output: diagnose::Output,
         #[command(flatten)]
-        live: diagnose::LiveArgs,
+        live: Box<diagnose::LiveArgs>,
     },
 }
 
