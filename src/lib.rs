@@ -4,8 +4,11 @@
 //! The policy engine ([`policy`]) is pure; everything else adapts it.
 
 pub mod aws;
+pub mod binding;
 pub mod cli;
 pub mod config;
+pub mod controller;
+pub mod crd;
 pub mod diagnosis;
 pub mod ids;
 pub mod metrics;

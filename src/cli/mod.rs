@@ -28,6 +28,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
     },
+    /// Print the SqsAccessBinding CustomResourceDefinition (YAML).
+    Crd,
     /// Diagnose whether a workload can use a queue, from a snapshot file (YAML or JSON).
     /// Exit code: 0 allowed, 2 denied, 3 indeterminate, 1 bad input.
     Diagnose {
@@ -60,6 +62,10 @@ where
     };
     match cli.command {
         Command::Evaluate { input } => evaluate::run(input.as_deref()),
+        Command::Crd => {
+            print!("{}", crate::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Diagnose {
             snapshot,
             output,

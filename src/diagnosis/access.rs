@@ -5,7 +5,19 @@
 use serde::{Deserialize, Serialize};
 
 /// A named bundle of SQS actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum AccessMode {
     /// `sqs:SendMessage` (and `SendMessageBatch`, which authorizes as it).
     Send,

@@ -7,23 +7,39 @@ use serde::{Deserialize, Serialize};
 use super::access::{AccessMode, SqsAction, required_actions};
 use crate::ids::{QueueRef, Region};
 
-/// What a binding asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a binding asks for. This is the `SqsAccessBinding` spec; its doc comments are what
+/// `kubectl explain` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BindingSpec {
-    /// The workload's service account, in the binding's own namespace.
+    /// The workload's ServiceAccount, in this binding's namespace (a binding can never use
+    /// another namespace's account). Its eks.amazonaws.com/role-arn annotation names the IAM
+    /// role (IRSA) whose access is checked.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: String,
-    /// The queue: an ARN (`arn:aws:sqs:us-east-1:123456789012:orders`) or URL
-    /// (`https://sqs.us-east-1.amazonaws.com/123456789012/orders`).
+    /// The SQS queue: an ARN (arn:aws:sqs:us-east-1:123456789012:orders) or a queue URL
+    /// (https://sqs.us-east-1.amazonaws.com/123456789012/orders).
+    #[schemars(length(min = 1, max = 2048))]
     pub queue: String,
-    /// Access modes: `Send`, `Receive`, `GetAttributes`.
+    /// What the workload does with the queue. Send: sqs:SendMessage. Receive:
+    /// sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility. GetAttributes:
+    /// sqs:GetQueueAttributes, sqs:GetQueueUrl. With SSE-KMS, the KMS permissions SQS needs
+    /// (kms:GenerateDataKey, kms:Decrypt) are checked too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
     pub access: Vec<AccessMode>,
-    /// Further SQS actions, e.g. `sqs:GetQueueUrl`.
+    /// Further SQS IAM actions the workload calls, e.g. sqs:GetQueueUrl or sqs:ListQueues.
+    /// Batch API names (SendMessageBatch) are authorized as their single action: list that.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub actions: Vec<String>,
-    /// The VPC endpoint the workload reaches SQS through, when it does (`vpce-0abc...`).
+    /// The interface VPC endpoint (vpce-...) the workload reaches SQS through, when it does.
+    /// Decides conditions on aws:SourceVpce and brings the endpoint's policy into the check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^vpce-[0-9a-f]+$"))]
     pub vpc_endpoint_id: Option<String>,
 }
 

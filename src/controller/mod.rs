@@ -1,0 +1,292 @@
+//! The controller: keeps every `SqsAccessBinding`'s status current. Triggered by changes to
+//! bindings, by changes to ServiceAccounts (a changed or removed role annotation re-checks the
+//! bindings that use the account), and periodically, because IAM and queue policies change
+//! outside the cluster. A thin adapter: Kubernetes in, [`crate::binding::evaluate_binding`],
+//! status and Events out.
+
+pub mod leader;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::aws::SnapshotSource;
+use crate::binding::{ClusterFacts, evaluate_binding};
+use crate::crd::SqsAccessBinding;
+use crate::diagnosis::{Outcome, Verdict};
+use crate::metrics::{ConditionLabels, Metrics, ResultLabels};
+
+pub const FIELD_MANAGER: &str = "sqs-access-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of {binding}: {source}")]
+    Status {
+        binding: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("binding has no namespace")]
+    NoNamespace,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub facts: ClusterFacts,
+    pub source: Arc<dyn SnapshotSource>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub recheck_interval: Duration,
+    /// Upper bound for one check against AWS.
+    pub check_timeout: Duration,
+    /// Consecutive failures per binding, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<SqsAccessBinding>, u32>>,
+    /// The last verdict per binding, for the bindings-by-condition gauge.
+    verdicts: Mutex<HashMap<ObjectRef<SqsAccessBinding>, Outcome>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        facts: ClusterFacts,
+        source: Arc<dyn SnapshotSource>,
+        metrics: Metrics,
+        recheck_interval: Duration,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            facts,
+            source,
+            metrics,
+            recheck_interval,
+            check_timeout: Duration::from_secs(30),
+            failures: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn record_verdict(&self, obj: ObjectRef<SqsAccessBinding>, outcome: Option<Outcome>) {
+        let mut v = self.verdicts.lock().expect("lock");
+        match outcome {
+            Some(o) => v.insert(obj, o),
+            None => v.remove(&obj),
+        };
+        for (label, o) in [
+            ("Ready", Outcome::Allowed),
+            ("Denied", Outcome::Denied),
+            ("Indeterminate", Outcome::Indeterminate),
+        ] {
+            let n = v.values().filter(|x| **x == o).count() as i64;
+            self.metrics
+                .bindings
+                .get_or_create(&ConditionLabels { condition: label })
+                .set(n);
+        }
+    }
+}
+
+/// Checks one binding and writes its status when it changed.
+pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = b.namespace().ok_or(Error::NoNamespace)?;
+    let name = b.name_any();
+    let obj_ref = ObjectRef::from_obj(&*b);
+    if b.meta().deletion_timestamp.is_some() {
+        ctx.record_verdict(obj_ref, None);
+        return Ok(Action::await_change());
+    }
+    let verdict = match tokio::time::timeout(
+        ctx.check_timeout,
+        evaluate_binding(&b, &ctx.facts, ctx.source.as_ref()),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(_) => timeout_verdict(ctx.check_timeout),
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let old = b.status.clone().unwrap_or_default();
+    let new = status::desired_status(&b, &verdict, &now, &old);
+    let changed = status::meaningfully_different(&old, &new);
+    // Refresh lastChecked on periodic rechecks too, but not on the reconcile our own write
+    // triggers (that one finds it fresh): no write loops.
+    let stale = old.last_checked.as_ref().is_none_or(|t| {
+        let age = now.0.duration_since(t.0);
+        age.as_secs() as u64 >= ctx.recheck_interval.as_secs() / 2
+    });
+    if changed || stale {
+        let api: Api<SqsAccessBinding> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": "sqsaccess.io/v1alpha1",
+            "kind": "SqsAccessBinding",
+            "status": new,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            binding: format!("{ns}/{name}"),
+            source,
+        })?;
+    }
+    let before = status::ready_status(&old).map(str::to_string);
+    let after = status::ready_status(&new).map(str::to_string);
+    if before != after {
+        publish_transition(&ctx, &b, &verdict).await;
+    }
+    ctx.record_verdict(obj_ref.clone(), Some(verdict.verdict));
+    ctx.failures.lock().expect("lock").remove(&obj_ref);
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    Ok(match verdict.verdict {
+        // Undecided: look again sooner.
+        Outcome::Indeterminate => {
+            Action::requeue(ctx.recheck_interval.min(Duration::from_secs(60)))
+        }
+        _ => Action::requeue(ctx.recheck_interval),
+    })
+}
+
+fn timeout_verdict(after: Duration) -> Verdict {
+    use crate::diagnosis::{DiagLayer, Finding, ReasonCode};
+    Verdict {
+        verdict: Outcome::Indeterminate,
+        reasons: vec![Finding::new(
+            ReasonCode::AwsUnavailable,
+            DiagLayer::Evidence,
+            format!("the check did not finish within {after:?}"),
+        )],
+        role: None,
+        queue: None,
+        checks: vec![],
+        fixes: vec![],
+        warnings: vec![],
+        notes: vec![],
+    }
+}
+
+async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {
+    let first = v.first_reason();
+    let (type_, reason, note) = match v.verdict {
+        Outcome::Allowed => (
+            EventType::Normal,
+            "Ready".to_string(),
+            "every needed action is allowed".to_string(),
+        ),
+        Outcome::Denied => (
+            EventType::Warning,
+            first.map(|f| f.code.as_str()).unwrap_or_default(),
+            first.map(|f| f.message.clone()).unwrap_or_default(),
+        ),
+        Outcome::Indeterminate => (
+            EventType::Normal,
+            first.map(|f| f.code.as_str()).unwrap_or_default(),
+            first.map(|f| f.message.clone()).unwrap_or_default(),
+        ),
+    };
+    let ev = Event {
+        type_,
+        reason,
+        note: Some(note.chars().take(1000).collect()),
+        action: "Check".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
+        tracing::warn!(binding = %status::display_name(b), error = %e, "publishing an event failed");
+    }
+}
+
+/// Per-binding exponential backoff: 1 s, 2 s, 4 s, ... up to 5 minutes.
+pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) -> Action {
+    let obj = ObjectRef::from_obj(&*b);
+    let n = {
+        let mut f = ctx.failures.lock().expect("lock");
+        let n = f.entry(obj).or_insert(0);
+        *n += 1;
+        *n
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: "error" })
+        .inc();
+    let delay = backoff(n);
+    tracing::warn!(binding = %status::display_name(&b), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(9);
+    Duration::from_secs(secs.min(300))
+}
+
+/// Runs the controller until `shutdown` resolves. `on_ready` is called once the bindings
+/// have been listed.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    on_ready: impl Fn() + Send + Sync + 'static,
+) {
+    let bindings: Api<SqsAccessBinding> = Api::all(ctx.client.clone());
+    let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
+    let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let ready_store = store.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            on_ready();
+        }
+    });
+    controller
+        .watches(
+            accounts,
+            watcher::Config::default(),
+            move |sa: ServiceAccount| {
+                // Re-check every binding in the account's namespace that names it.
+                let ns = sa.namespace().unwrap_or_default();
+                let name = sa.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|b| {
+                        b.namespace().as_deref() == Some(ns.as_str())
+                            && b.spec.binding.service_account_name.trim() == name
+                    })
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

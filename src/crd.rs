@@ -1,0 +1,141 @@
+//! The `SqsAccessBinding` custom resource (group `sqsaccess.io`, version `v1alpha1`): the
+//! binding spec from the diagnosis layer, and the status the controller writes.
+//! `sqs-access-operator crd` prints the CRD; `crds/` holds the committed copy.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnosis::BindingSpec;
+
+/// "Service account X in this namespace needs this access to queue Y": the operator checks,
+/// continuously, that the account's IAM role can do it, and says why not and how to fix it.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "sqsaccess.io",
+    version = "v1alpha1",
+    kind = "SqsAccessBinding",
+    plural = "sqsaccessbindings",
+    shortname = "sqsab",
+    category = "sqsaccess",
+    namespaced,
+    status = "SqsAccessBindingStatus",
+    derive = "PartialEq",
+    doc = "An SqsAccessBinding says that a service account in this namespace needs access to an SQS queue; the operator checks, continuously, that the account's IAM role can do it, and says why not and how to fix it.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.reason"}"#,
+    printcolumn = r#"{"name":"Queue","type":"string","jsonPath":".spec.queue"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.access) ? size(self.access) : 0) + (has(self.actions) ? size(self.actions) : 0) > 0",
+    "message": "name at least one access mode (Send, Receive, GetAttributes) or action"
+}]))]
+pub struct SqsAccessBindingSpec {
+    #[serde(flatten)]
+    pub binding: BindingSpec,
+}
+
+/// What the operator found, the last time it checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsAccessBindingStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready: True when every needed action is allowed, False when denied, Unknown when it
+    /// cannot be decided. Denied: True with the first blocking reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Allowed, Denied or Indeterminate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// The first reason code (see the README's table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The IAM role the workload gets, and where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleStatus>,
+    /// The queue and its encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
+    /// Each action checked: decision, deciding layer, reason and statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionStatus>,
+    /// What blocks, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<ReasonStatus>,
+    /// The changes that fix it: where, and the statement to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixes: Vec<FixStatus>,
+    /// Layers that were not known and so not evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// When the binding was last checked against AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked: Option<Time>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStatus {
+    pub arn: String,
+    /// serviceAccountAnnotation
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    pub arn: String,
+    /// None, SSE-SQS or SSE-KMS.
+    pub encryption: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionStatus {
+    /// trust, sqs or kms.
+    pub step: String,
+    pub action: String,
+    /// Allow, ExplicitDeny, ImplicitDeny or Indeterminate.
+    pub decision: String,
+    /// The layer that denied or lacked an allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The deciding statement: policy, Sid or index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasonStatus {
+    pub code: String,
+    pub layer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FixStatus {
+    /// Where the change goes, e.g. "the access policy of queue arn:aws:sqs:...".
+    pub target: String,
+    pub instruction: String,
+    /// The statement to add, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+}
+
+/// The CRD as YAML, as `sqs-access-operator crd` prints it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&SqsAccessBinding::crd()).expect("the CRD serializes")
+}
