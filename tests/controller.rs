@@ -1,0 +1,434 @@
+//! Every reconciler branch against a mock API server (kube-rs's tower-test pattern): each
+//! request's method, path and body is asserted and answered as the API server would, with a
+//! fake snapshot source standing in for AWS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use sqs_access_operator::aws::{SnapshotInput, SnapshotSource};
+use sqs_access_operator::binding::ClusterFacts;
+use sqs_access_operator::controller::status::desired_status;
+use sqs_access_operator::controller::{Context, backoff, error_policy, reconcile};
+use sqs_access_operator::crd::{SqsAccessBinding, SqsAccessBindingStatus};
+use sqs_access_operator::diagnosis::snapshot::{
+    EvidenceError, EvidenceErrorKind, ServiceAccountEvidence, Snapshot,
+};
+use sqs_access_operator::diagnosis::{SpecOptions, diagnose};
+use sqs_access_operator::metrics::Metrics;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// AWS as the healthy example has it, for whatever binding asks; `unavailable` makes every
+/// read fail as throttled.
+struct FakeSource {
+    template: Snapshot,
+    unavailable: bool,
+}
+
+impl FakeSource {
+    fn healthy() -> Self {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/snapshots/identity-policy-missing.yaml"
+        ))
+        .unwrap();
+        let mut template = Snapshot::from_yaml_str(&text).unwrap();
+        // Give the role what it needs, so the example is healthy.
+        let fixed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/snapshots/queue-policy-explicit-deny.yaml"
+        ))
+        .unwrap();
+        let with_policy = Snapshot::from_yaml_str(&fixed).unwrap();
+        template.role = with_policy.role;
+        FakeSource {
+            template,
+            unavailable: false,
+        }
+    }
+}
+
+impl SnapshotSource for FakeSource {
+    fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
+        Box::pin(async move {
+            let mut s = self.template.clone();
+            s.binding.namespace = input.namespace.clone();
+            s.binding.spec = input.spec.clone();
+            s.service_account = input.service_account.clone();
+            if self.unavailable {
+                s.role = None;
+                s.queue = None;
+                s.evidence_errors.push(EvidenceError {
+                    item: "role".into(),
+                    kind: EvidenceErrorKind::Unavailable,
+                    message: "Throttling: Rate exceeded".into(),
+                    permission: None,
+                });
+            }
+            s
+        })
+    }
+    fn spec_options(&self) -> SpecOptions {
+        SpecOptions::default()
+    }
+}
+
+fn binding(status: Option<SqsAccessBindingStatus>, sa: &str) -> SqsAccessBinding {
+    let mut b: SqsAccessBinding = serde_json::from_value(json!({
+        "apiVersion": "sqsaccess.io/v1alpha1",
+        "kind": "SqsAccessBinding",
+        "metadata": {"name": "producer-orders", "namespace": "orders", "uid": "1234", "generation": 3, "resourceVersion": "10"},
+        "spec": {"serviceAccountName": sa, "queue": "arn:aws:sqs:us-east-1:111111111111:orders", "access": ["Send"]}
+    }))
+    .unwrap();
+    b.status = status;
+    b
+}
+
+fn service_account(annotated: bool) -> Value {
+    let mut annotations = json!({});
+    if annotated {
+        annotations =
+            json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::111111111111:role/orders-producer"});
+    }
+    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+           "metadata": {"name": "producer", "namespace": "orders", "annotations": annotations}})
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": "serviceaccounts \"producer\" not found", "reason": "NotFound", "code": 404})
+}
+
+fn context(client: Client, source: FakeSource) -> Arc<Context> {
+    let facts = ClusterFacts {
+        client: client.clone(),
+        oidc_issuer: Some(
+            "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE".into(),
+        ),
+    };
+    Arc::new(Context::new(
+        client,
+        facts,
+        Arc::new(source),
+        Metrics::default(),
+        Duration::from_secs(300),
+    ))
+}
+
+fn mock() -> (Client, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(svc, "default"), handle)
+}
+
+async fn body_json(req: Request<Body>) -> Value {
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// Answers the service account read.
+async fn expect_sa_get(handle: &mut Handle, status: u16, body: Value) {
+    let (req, send) = handle
+        .next_request()
+        .await
+        .expect("the service account is read");
+    assert_eq!(req.method(), http::Method::GET);
+    assert_eq!(
+        req.uri().path(),
+        "/api/v1/namespaces/orders/serviceaccounts/producer"
+    );
+    respond(send, status, body);
+}
+
+/// Answers the status patch, returning the status that was written.
+async fn expect_status_patch(handle: &mut Handle, code: u16) -> Value {
+    let (req, send) = handle.next_request().await.expect("the status is written");
+    assert_eq!(req.method(), http::Method::PATCH);
+    assert_eq!(
+        req.uri().path(),
+        "/apis/sqsaccess.io/v1alpha1/namespaces/orders/sqsaccessbindings/producer-orders/status"
+    );
+    let q = req.uri().query().unwrap_or_default().to_string();
+    assert!(
+        q.contains("fieldManager=sqs-access-operator") && q.contains("force=true"),
+        "{q}"
+    );
+    assert_eq!(
+        req.headers()["content-type"],
+        "application/apply-patch+yaml"
+    );
+    let body = body_json(req).await;
+    assert_eq!(body["kind"], "SqsAccessBinding");
+    let mut echo = serde_json::to_value(binding(None, "producer")).unwrap();
+    echo["status"] = body["status"].clone();
+    respond(
+        send,
+        code,
+        if code == 200 {
+            echo
+        } else {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": code})
+        },
+    );
+    body["status"].clone()
+}
+
+async fn expect_event(handle: &mut Handle, type_: &str, reason: &str) {
+    let (req, send) = handle.next_request().await.expect("an event is published");
+    assert_eq!(req.method(), http::Method::POST);
+    assert_eq!(
+        req.uri().path(),
+        "/apis/events.k8s.io/v1/namespaces/orders/events"
+    );
+    let body = body_json(req).await;
+    assert_eq!(body["type"], type_);
+    assert_eq!(body["reason"], reason);
+    assert_eq!(body["regarding"]["name"], "producer-orders");
+    respond(send, 201, body);
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_healthy_binding_becomes_ready_with_an_event() {
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 200, service_account(true)).await;
+        let status = expect_status_patch(&mut handle, 200).await;
+        assert_eq!(condition(&status, "Ready")["status"], "True");
+        assert_eq!(condition(&status, "Denied")["status"], "False");
+        assert_eq!(condition(&status, "Ready")["observedGeneration"], 3);
+        assert_eq!(status["observedGeneration"], 3);
+        assert_eq!(status["verdict"], "Allowed");
+        assert_eq!(
+            status["role"]["arn"],
+            "arn:aws:iam::111111111111:role/orders-producer"
+        );
+        assert!(status["lastChecked"].is_string());
+        expect_event(&mut handle, "Normal", "Ready").await;
+        handle
+    });
+    let action = reconcile(Arc::new(binding(None, "producer")), ctx)
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let mut handle = server.await.unwrap();
+    assert!(handle.next_request().await.is_none(), "no further requests");
+}
+
+#[tokio::test]
+async fn a_missing_service_account_is_denied_with_a_warning_event() {
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 404, not_found()).await;
+        let status = expect_status_patch(&mut handle, 200).await;
+        assert_eq!(condition(&status, "Ready")["status"], "False");
+        let denied = condition(&status, "Denied");
+        assert_eq!(denied["status"], "True");
+        assert_eq!(denied["reason"], "ServiceAccountNotFound");
+        assert!(
+            denied["message"]
+                .as_str()
+                .unwrap()
+                .contains("Fix: create service account producer")
+        );
+        assert_eq!(status["reason"], "ServiceAccountNotFound");
+        expect_event(&mut handle, "Warning", "ServiceAccountNotFound").await;
+    });
+    reconcile(Arc::new(binding(None, "producer")), ctx)
+        .await
+        .unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unannotated_account_is_denied_and_names_the_fix() {
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 200, service_account(false)).await;
+        let status = expect_status_patch(&mut handle, 200).await;
+        assert_eq!(status["reason"], "ServiceAccountHasNoRole");
+        assert!(
+            status["fixes"][0]["instruction"]
+                .as_str()
+                .unwrap()
+                .contains("kubectl annotate")
+        );
+        expect_event(&mut handle, "Warning", "ServiceAccountHasNoRole").await;
+    });
+    reconcile(Arc::new(binding(None, "producer")), ctx)
+        .await
+        .unwrap();
+    server.await.unwrap();
+}
+
+/// The status a first reconcile of the healthy binding writes, computed with the same pure
+/// functions the reconciler uses.
+async fn first_status(ctx: &Context) -> SqsAccessBindingStatus {
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert(
+        "eks.amazonaws.com/role-arn".to_string(),
+        "arn:aws:iam::111111111111:role/orders-producer".to_string(),
+    );
+    let b = binding(None, "producer");
+    let input = SnapshotInput {
+        namespace: "orders".into(),
+        binding_name: Some("producer-orders".into()),
+        spec: b.spec.binding.clone(),
+        service_account: Some(ServiceAccountEvidence {
+            found: true,
+            annotations,
+        }),
+        oidc_issuer: ctx.facts.oidc_issuer.clone(),
+        cluster_name: None,
+    };
+    let snap = ctx.source.snapshot(&input).await;
+    let v = diagnose(&snap);
+    desired_status(&b, &v, &now, &Default::default())
+}
+
+#[tokio::test]
+async fn an_unchanged_fresh_status_is_not_written_again() {
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let status = first_status(&ctx).await;
+    assert_eq!(status.verdict.as_deref(), Some("Allowed"));
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 200, service_account(true)).await;
+        handle
+    });
+    reconcile(Arc::new(binding(Some(status), "producer")), ctx)
+        .await
+        .unwrap();
+    let mut handle = server.await.unwrap();
+    assert!(
+        handle.next_request().await.is_none(),
+        "no status write, no event"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_verdict_keeps_the_unchanged_conditions_transition_time() {
+    // The binding was Ready an hour ago; now the service account lost its annotation.
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let mut old = first_status(&ctx).await;
+    let hour_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
+    for c in &mut old.conditions {
+        c.last_transition_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(hour_ago);
+    }
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 200, service_account(false)).await;
+        let status = expect_status_patch(&mut handle, 200).await;
+        expect_event(&mut handle, "Warning", "ServiceAccountHasNoRole").await;
+        status
+    });
+    reconcile(Arc::new(binding(Some(old.clone()), "producer")), ctx)
+        .await
+        .unwrap();
+    let status = server.await.unwrap();
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_ne!(
+        ready["lastTransitionTime"],
+        serde_json::to_value(&old.conditions[0].last_transition_time).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn aws_trouble_is_unknown_never_denied_and_rechecks_sooner() {
+    let (client, mut handle) = mock();
+    let mut src = FakeSource::healthy();
+    src.unavailable = true;
+    let ctx = context(client, src);
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 200, service_account(true)).await;
+        let status = expect_status_patch(&mut handle, 200).await;
+        assert_eq!(condition(&status, "Ready")["status"], "Unknown");
+        assert_eq!(condition(&status, "Denied")["status"], "False");
+        assert_eq!(status["reason"], "AwsUnavailable");
+        expect_event(&mut handle, "Normal", "AwsUnavailable").await;
+    });
+    let action = reconcile(Arc::new(binding(None, "producer")), ctx)
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn another_namespaces_account_is_refused_without_reading_it() {
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let server = tokio::spawn(async move {
+        // No ServiceAccount GET: straight to the status.
+        let status = expect_status_patch(&mut handle, 200).await;
+        assert_eq!(status["reason"], "InvalidSpec");
+        assert!(
+            condition(&status, "Denied")["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.serviceAccountName")
+        );
+        expect_event(&mut handle, "Warning", "InvalidSpec").await;
+    });
+    reconcile(Arc::new(binding(None, "payments.producer/x")), ctx)
+        .await
+        .unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_status_write_backs_off_per_binding() {
+    let (client, mut handle) = mock();
+    let ctx = context(client, FakeSource::healthy());
+    let server = tokio::spawn(async move {
+        expect_sa_get(&mut handle, 200, service_account(true)).await;
+        expect_status_patch(&mut handle, 500).await;
+    });
+    let b = Arc::new(binding(None, "producer"));
+    let err = reconcile(b.clone(), ctx.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("orders/producer-orders"), "{err}");
+    server.await.unwrap();
+    assert_eq!(
+        error_policy(b.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(
+        error_policy(b.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(2))
+    );
+    assert_eq!(
+        error_policy(b.clone(), &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(4))
+    );
+    assert_eq!(backoff(20), Duration::from_secs(300));
+}
