@@ -2,7 +2,12 @@
 //! admission webhook both call it, with the same spec type, so status and admission cannot
 //! disagree.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use crate::aws::{SnapshotInput, SnapshotSource};
@@ -10,10 +15,56 @@ use crate::crd::SqsAccessBinding;
 use crate::diagnosis::snapshot::{EvidenceError, EvidenceErrorKind, ServiceAccountEvidence};
 use crate::diagnosis::{Verdict, diagnose_with};
 
+/// Reads a service account's annotations; `Ok(None)` when it does not exist.
+pub trait ServiceAccountLookup: Send + Sync {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>>;
+}
+
+/// Reads through the API server (one GET per check).
+pub struct ApiLookup(pub Client);
+
+impl ServiceAccountLookup for ApiLookup {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(self.0.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map(|sa| sa.map(|sa| sa.metadata.annotations.unwrap_or_default()))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Reads from a watch-fed cache (no request per check; what the webhook needs for speed).
+pub struct StoreLookup(pub Store<ServiceAccount>);
+
+impl ServiceAccountLookup for StoreLookup {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|sa| sa.metadata.annotations.clone().unwrap_or_default()))
+        })
+    }
+}
+
 /// Where the cluster-side facts come from.
 #[derive(Clone)]
 pub struct ClusterFacts {
-    pub client: Client,
+    pub service_accounts: Arc<dyn ServiceAccountLookup>,
     /// The cluster's OIDC issuer URL.
     pub oidc_issuer: Option<String>,
 }
@@ -31,11 +82,11 @@ pub async fn evaluate_binding(
     let mut errors = Vec::new();
     // A spec that is wrong needs no reads: the diagnosis reports it.
     let service_account = if spec.validate(&opts).is_ok() {
-        let api: Api<ServiceAccount> = Api::namespaced(facts.client.clone(), &namespace);
-        match api.get_opt(spec.service_account_name.trim()).await {
-            Ok(Some(sa)) => Some(ServiceAccountEvidence {
+        let name = spec.service_account_name.trim();
+        match facts.service_accounts.annotations(&namespace, name).await {
+            Ok(Some(annotations)) => Some(ServiceAccountEvidence {
                 found: true,
-                annotations: sa.metadata.annotations.unwrap_or_default(),
+                annotations,
             }),
             Ok(None) => Some(ServiceAccountEvidence {
                 found: false,
@@ -45,10 +96,7 @@ pub async fn evaluate_binding(
                 errors.push(EvidenceError {
                     item: "serviceAccount".into(),
                     kind: EvidenceErrorKind::Unavailable,
-                    message: format!(
-                        "reading ServiceAccount {namespace}/{}: {e}",
-                        spec.service_account_name
-                    ),
+                    message: format!("reading ServiceAccount {namespace}/{name}: {e}"),
                     permission: None,
                 });
                 None

@@ -3,6 +3,7 @@
 //!
 //! The policy engine ([`policy`]) is pure; everything else adapts it.
 
+pub mod admin;
 pub mod aws;
 pub mod binding;
 pub mod cli;
@@ -13,3 +14,4 @@ pub mod diagnosis;
 pub mod ids;
 pub mod metrics;
 pub mod policy;
+pub mod webhook;

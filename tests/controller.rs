@@ -12,7 +12,7 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use sqs_access_operator::aws::{SnapshotInput, SnapshotSource};
-use sqs_access_operator::binding::ClusterFacts;
+use sqs_access_operator::binding::{ApiLookup, ClusterFacts};
 use sqs_access_operator::controller::status::desired_status;
 use sqs_access_operator::controller::{Context, backoff, error_policy, reconcile};
 use sqs_access_operator::crd::{SqsAccessBinding, SqsAccessBindingStatus};
@@ -108,7 +108,7 @@ fn not_found() -> Value {
 
 fn context(client: Client, source: FakeSource) -> Arc<Context> {
     let facts = ClusterFacts {
-        client: client.clone(),
+        service_accounts: Arc::new(ApiLookup(client.clone())),
         oidc_issuer: Some(
             "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE".into(),
         ),

@@ -5,8 +5,11 @@ use sqs_access_operator::crd::{SqsAccessBinding, crd_yaml};
 
 #[test]
 fn committed_crd_matches_the_code() {
-    let committed =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/sqsaccessbinding.yaml")).unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/sqsaccessbinding.yaml"
+    ))
+    .unwrap();
     assert!(
         committed == crd_yaml(),
         "crds/sqsaccessbinding.yaml is stale: run `cargo run -- crd > crds/sqsaccessbinding.yaml`"
@@ -31,6 +34,9 @@ spec:
     assert_eq!(b.spec.binding.service_account_name, "producer");
     assert_eq!(b.spec.binding.access.len(), 2);
     let back = serde_json::to_value(&b).unwrap();
-    assert_eq!(back["spec"]["queue"], "https://sqs.us-east-1.amazonaws.com/222222222222/orders");
+    assert_eq!(
+        back["spec"]["queue"],
+        "https://sqs.us-east-1.amazonaws.com/222222222222/orders"
+    );
     assert!(back["spec"].get("binding").is_none(), "the spec is flat");
 }

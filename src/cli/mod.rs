@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod diagnose;
 pub mod evaluate;
+pub mod run;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +31,8 @@ pub enum Command {
     },
     /// Print the SqsAccessBinding CustomResourceDefinition (YAML).
     Crd,
+    /// Run the operator: controller (leader only), admission webhook, health and metrics.
+    Run(Box<run::RunArgs>),
     /// Diagnose whether a workload can use a queue, from a snapshot file (YAML or JSON).
     /// Exit code: 0 allowed, 2 denied, 3 indeterminate, 1 bad input.
     Diagnose {
@@ -62,6 +65,7 @@ where
     };
     match cli.command {
         Command::Evaluate { input } => evaluate::run(input.as_deref()),
+        Command::Run(args) => run::run(&args),
         Command::Crd => {
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS

@@ -127,3 +127,90 @@ impl Stub {
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
+
+/// Fakes for the cluster and AWS sides: a snapshot source that answers from the example
+/// snapshots by queue, service accounts and namespace modes from maps.
+pub mod fakes {
+    use std::collections::{BTreeMap, HashMap};
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+    use sqs_access_operator::aws::{SnapshotInput, SnapshotSource};
+    use sqs_access_operator::binding::ServiceAccountLookup;
+    use sqs_access_operator::diagnosis::SpecOptions;
+    use sqs_access_operator::diagnosis::snapshot::{EvidenceError, EvidenceErrorKind, Snapshot};
+    use sqs_access_operator::webhook::{Enforcement, NamespaceModes};
+
+    fn example(name: &str) -> Snapshot {
+        let path = format!("{}/examples/snapshots/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        Snapshot::from_yaml_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// `...:222222222222:orders` is healthy; `...:111111111111:orders` lacks the identity
+    /// policy; `throttled` is unavailable; `slow` takes 5 s.
+    pub struct ExampleSource;
+
+    impl SnapshotSource for ExampleSource {
+        fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
+            Box::pin(async move {
+                let q = input.spec.queue.as_str();
+                let mut s = if q.ends_with("222222222222:orders") {
+                    example("healthy")
+                } else {
+                    example("identity-policy-missing")
+                };
+                if q.ends_with(":slow") {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                s.binding.namespace = input.namespace.clone();
+                s.binding.spec = input.spec.clone();
+                s.service_account = input.service_account.clone();
+                if q.ends_with(":throttled") {
+                    s.role = None;
+                    s.evidence_errors.push(EvidenceError {
+                        item: "role".into(),
+                        kind: EvidenceErrorKind::Unavailable,
+                        message: "Throttling: Rate exceeded".into(),
+                        permission: None,
+                    });
+                }
+                s
+            })
+        }
+        fn spec_options(&self) -> SpecOptions {
+            SpecOptions::default()
+        }
+    }
+
+    /// `orders/producer` is annotated with the example role; nothing else exists.
+    pub struct Accounts;
+
+    impl ServiceAccountLookup for Accounts {
+        fn annotations<'a>(
+            &'a self,
+            namespace: &'a str,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+            Box::pin(async move {
+                if namespace == "orders" && name == "producer" {
+                    let mut a = BTreeMap::new();
+                    a.insert(
+                        "eks.amazonaws.com/role-arn".to_string(),
+                        "arn:aws:iam::111111111111:role/orders-producer".to_string(),
+                    );
+                    Ok(Some(a))
+                } else {
+                    Ok(None)
+                }
+            })
+        }
+    }
+
+    pub struct Modes(pub HashMap<String, Enforcement>);
+
+    impl NamespaceModes for Modes {
+        fn enforcement(&self, namespace: &str) -> Option<Enforcement> {
+            self.0.get(namespace).copied()
+        }
+    }
+}
