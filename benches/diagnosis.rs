@@ -8,8 +8,15 @@ use std::time::Instant;
 use sqs_access_operator::diagnosis::{Snapshot, diagnose};
 
 fn main() {
-    for name in ["healthy", "cross-account-queue-policy-missing", "source-vpce-condition"] {
-        let path = format!("{}/examples/snapshots/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    for name in [
+        "healthy",
+        "cross-account-queue-policy-missing",
+        "source-vpce-condition",
+    ] {
+        let path = format!(
+            "{}/examples/snapshots/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let snap = Snapshot::from_yaml_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let v = diagnose(&snap);
         let checks = v.checks.len();

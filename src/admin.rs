@@ -28,7 +28,10 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     if st.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches are syncing\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: caches are syncing\n",
+        )
     }
 }
 
@@ -37,7 +40,10 @@ async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut out, &st.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             out,
         )
             .into_response(),

@@ -65,7 +65,10 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> ExitCode {
     init_tracing(args.log_json);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -86,7 +89,11 @@ fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if json { b.json().try_init() } else { b.try_init() };
+    let _ = if json {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
 }
 
 /// Reads the issuer from the API server's OIDC discovery document.
@@ -127,19 +134,34 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             }
         },
     };
-    let recheck = args.recheck_interval.or(cfg.recheck_interval).unwrap_or(Duration::from_secs(300));
+    let recheck = args
+        .recheck_interval
+        .or(cfg.recheck_interval)
+        .unwrap_or(Duration::from_secs(300));
     let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
 
     // Watch-fed caches: service accounts (for every check) and namespace labels (webhook mode).
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
-    let sa_stream = reflector(sa_writer, watcher(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let sa_stream = reflector(
+        sa_writer,
+        watcher(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     tokio::spawn(sa_stream.for_each(|_| async {}));
     let (ns_store, ns_writer) = reflector::store();
-    let ns_stream = reflector(ns_writer, watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let ns_stream = reflector(
+        ns_writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
     tokio::spawn(ns_stream.for_each(|_| async {}));
 
     let facts = ClusterFacts {
@@ -162,8 +184,12 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = args.webhook_addr {
         let cert = webhook::tls::ReloadingCert::new(
-            args.tls_cert_file.as_deref().unwrap_or(std::path::Path::new("")),
-            args.tls_key_file.as_deref().unwrap_or(std::path::Path::new("")),
+            args.tls_cert_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new("")),
+            args.tls_key_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new("")),
         )
         .map_err(|e| format!("webhook TLS: {e}"))?;
         let state = Arc::new(WebhookState::new(
@@ -177,7 +203,12 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("--webhook-addr {addr}: {e}"))?;
-        tokio::spawn(webhook::serve_tls(listener, webhook::router(state), Arc::new(cert), shutdown_rx.clone()));
+        tokio::spawn(webhook::serve_tls(
+            listener,
+            webhook::router(state),
+            Arc::new(cert),
+            shutdown_rx.clone(),
+        ));
         tracing::info!(%addr, "serving the admission webhook");
     }
 
@@ -188,7 +219,13 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     admin_state.ready.store(true, Ordering::Relaxed);
     tracing::info!("caches synced; ready");
 
-    let ctx = Arc::new(Context::new(client.clone(), facts, source, metrics, recheck));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        facts,
+        source,
+        metrics,
+        recheck,
+    ));
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(args.no_leader_election);
     if !args.no_leader_election {
         let ns = args
@@ -196,7 +233,8 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".into());
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("sqs-access-operator-{}", std::process::id()));
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("sqs-access-operator-{}", std::process::id()));
         let le = LeaderElection::new(client.clone(), &ns, "sqs-access-operator", &identity);
         tokio::spawn(le.run(lead_tx));
     }
@@ -227,7 +265,13 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             }
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let ctl = tokio::spawn(controller::run(ctx.clone(), async move { let _ = stop_rx.await; }, || {}));
+        let ctl = tokio::spawn(controller::run(
+            ctx.clone(),
+            async move {
+                let _ = stop_rx.await;
+            },
+            || {},
+        ));
         tokio::select! {
             _ = &mut stop => {
                 let _ = stop_tx.send(());

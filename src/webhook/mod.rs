@@ -14,8 +14,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use tokio::sync::Semaphore;
 
 use crate::aws::SnapshotSource;
@@ -66,12 +66,16 @@ impl NamespaceModes for NoOverrides {
 
 /// Per-namespace overrides from a watch-fed cache of namespace metadata.
 pub struct StoreModes(
-    pub kube::runtime::reflector::Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
+    pub  kube::runtime::reflector::Store<
+        kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>,
+    >,
 );
 
 impl NamespaceModes for StoreModes {
     fn enforcement(&self, namespace: &str) -> Option<Enforcement> {
-        let ns = self.0.get(&kube::runtime::reflector::ObjectRef::new(namespace))?;
+        let ns = self
+            .0
+            .get(&kube::runtime::reflector::ObjectRef::new(namespace))?;
         ns.metadata
             .labels
             .as_ref()?
@@ -119,7 +123,11 @@ pub fn router(state: Arc<WebhookState>) -> Router {
         .with_state(state)
 }
 
-async fn validate(State(st): State<Arc<WebhookState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn validate(
+    State(st): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -138,7 +146,11 @@ async fn validate(State(st): State<Arc<WebhookState>>, headers: HeaderMap, body:
         Ok(r) => r,
         Err(e) => {
             count(&st, "invalid", started);
-            return (StatusCode::BAD_REQUEST, format!("not an AdmissionReview: {e}\n")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an AdmissionReview: {e}\n"),
+            )
+                .into_response();
         }
     };
     if review.types.api_version != "admission.k8s.io/v1" {
@@ -153,11 +165,18 @@ async fn validate(State(st): State<Arc<WebhookState>>, headers: HeaderMap, body:
         Ok(r) => r,
         Err(_) => {
             count(&st, "invalid", started);
-            return (StatusCode::BAD_REQUEST, "the AdmissionReview has no request\n").into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                "the AdmissionReview has no request\n",
+            )
+                .into_response();
         }
     };
     let resp = review_request(&st, &req).await;
-    let result = match (resp.allowed, resp.warnings.as_ref().is_some_and(|w| !w.is_empty())) {
+    let result = match (
+        resp.allowed,
+        resp.warnings.as_ref().is_some_and(|w| !w.is_empty()),
+    ) {
         (false, _) => "denied",
         (true, true) => "warned",
         (true, false) => "allowed",
@@ -167,18 +186,29 @@ async fn validate(State(st): State<Arc<WebhookState>>, headers: HeaderMap, body:
 }
 
 fn count(st: &WebhookState, result: &'static str, started: Instant) {
-    st.metrics.admissions.get_or_create(&ResultLabels { result }).inc();
-    st.metrics.admission_duration.observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .admissions
+        .get_or_create(&ResultLabels { result })
+        .inc();
+    st.metrics
+        .admission_duration
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// Decides one admission request.
-pub async fn review_request(st: &WebhookState, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+pub async fn review_request(
+    st: &WebhookState,
+    req: &AdmissionRequest<DynamicObject>,
+) -> AdmissionResponse {
     let resp = AdmissionResponse::from(req);
     if req.kind.group != "sqsaccess.io" || req.kind.kind != "SqsAccessBinding" {
         // Never block what we do not own, even if the webhook is configured too widely.
         return with_warning(
             resp,
-            format!("sqs-access-operator does not validate {}/{}", req.kind.group, req.kind.kind),
+            format!(
+                "sqs-access-operator does not validate {}/{}",
+                req.kind.group, req.kind.kind
+            ),
         );
     }
     if !matches!(req.operation, Operation::Create | Operation::Update) {
@@ -203,7 +233,11 @@ pub async fn review_request(st: &WebhookState, req: &AdmissionRequest<DynamicObj
     }
     let opts = st.source.spec_options();
     if let Err(errs) = binding.spec.binding.validate(&opts) {
-        let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+        let msg = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
         return deny(resp, format!("InvalidSpec: {msg}"));
     }
     let ns = binding.metadata.namespace.clone().unwrap_or_default();
@@ -216,10 +250,11 @@ fn parse_binding(obj: &DynamicObject) -> Result<SqsAccessBinding, String> {
     let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
     // The spec first, on its own: a flattened struct would lose the field's path.
     if let Some(spec) = v.get("spec") {
-        serde_path_to_error::deserialize::<_, crate::diagnosis::BindingSpec>(spec.clone()).map_err(|e| {
-            let path = e.path().to_string();
-            format!("spec.{path}: {}", e.into_inner())
-        })?;
+        serde_path_to_error::deserialize::<_, crate::diagnosis::BindingSpec>(spec.clone())
+            .map_err(|e| {
+                let path = e.path().to_string();
+                format!("spec.{path}: {}", e.into_inner())
+            })?;
     }
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
@@ -246,7 +281,9 @@ fn deadline_verdict(d: Duration) -> Verdict {
         reasons: vec![Finding::new(
             ReasonCode::AwsUnavailable,
             DiagLayer::Evidence,
-            format!("the check did not finish within the webhook's {d:?} deadline; the controller will report the result in the status"),
+            format!(
+                "the check did not finish within the webhook's {d:?} deadline; the controller will report the result in the status"
+            ),
         )],
         role: None,
         queue: None,
@@ -262,7 +299,11 @@ pub fn summary(v: &Verdict) -> String {
     let Some(f) = v.first_reason() else {
         return "allowed".into();
     };
-    let action = f.action.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+    let action = f
+        .action
+        .as_deref()
+        .map(|a| format!(" {a}"))
+        .unwrap_or_default();
     let mut s = format!("{:?} [{}]{action}: {}", f.code, f.layer.as_str(), f.message);
     if let Some(fix) = v.fixes.first() {
         s.push_str(&format!(". Fix: {}", fix.instruction));
@@ -270,9 +311,16 @@ pub fn summary(v: &Verdict) -> String {
             s.push_str(&format!(": {st}"));
         }
     }
-    let more = v.reasons.iter().filter(|r| r.code.outcome() == v.verdict).count();
+    let more = v
+        .reasons
+        .iter()
+        .filter(|r| r.code.outcome() == v.verdict)
+        .count();
     if more > 1 {
-        s.push_str(&format!(" (+{} more; kubectl describe shows all)", more - 1));
+        s.push_str(&format!(
+            " (+{} more; kubectl describe shows all)",
+            more - 1
+        ));
     }
     s
 }
@@ -297,7 +345,10 @@ fn decide(
                 .is_some_and(|f| f.code == ReasonCode::ServiceAccountNotFound);
             let msg = format!("SqsAccessBinding {name} would not work: {}", summary(v));
             if only_missing_sa && st.cfg.admit_missing_service_account {
-                with_warning(resp, format!("{msg} (admitted: create the service account)"))
+                with_warning(
+                    resp,
+                    format!("{msg} (admitted: create the service account)"),
+                )
             } else if mode == Enforcement::Warn {
                 with_warning(resp, msg)
             } else {
@@ -305,7 +356,10 @@ fn decide(
             }
         }
         Outcome::Indeterminate => {
-            let msg = format!("SqsAccessBinding {name} could not be fully checked: {}", summary(v));
+            let msg = format!(
+                "SqsAccessBinding {name} could not be fully checked: {}",
+                summary(v)
+            );
             if st.cfg.admit_indeterminate {
                 with_warning(resp, msg)
             } else {
@@ -352,14 +406,15 @@ pub async fn serve_tls(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

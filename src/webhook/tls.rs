@@ -37,11 +37,15 @@ pub fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> 
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| file_err(key, format!("not a PEM private key: {e}")))?;
-    let signing = any_supported_type(&key_der).map_err(|e| file_err(key, format!("unsupported key: {e}")))?;
+    let signing =
+        any_supported_type(&key_der).map_err(|e| file_err(key, format!("unsupported key: {e}")))?;
     Ok(CertifiedKey::new(certs, signing))
 }
 
-fn stamp(p: &Path) -> Option<(u64, SystemTime)> {
+/// A file's size and modification time, to notice a rewrite.
+type Stamp = Option<(u64, SystemTime)>;
+
+fn stamp(p: &Path) -> Stamp {
     // metadata follows symlinks: a swapped Secret volume shows a new target.
     let m = std::fs::metadata(p).ok()?;
     Some((m.len(), m.modified().ok()?))
@@ -49,7 +53,7 @@ fn stamp(p: &Path) -> Option<(u64, SystemTime)> {
 
 struct Loaded {
     key: Arc<CertifiedKey>,
-    stamps: (Option<(u64, SystemTime)>, Option<(u64, SystemTime)>),
+    stamps: (Stamp, Stamp),
     checked: Instant,
 }
 
@@ -62,7 +66,9 @@ pub struct ReloadingCert {
 
 impl std::fmt::Debug for ReloadingCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadingCert").field("cert", &self.cert).finish()
+        f.debug_struct("ReloadingCert")
+            .field("cert", &self.cert)
+            .finish()
     }
 }
 
@@ -93,7 +99,9 @@ impl ReloadingCert {
                         st.stamps = stamps;
                     }
                     // Mid-rotation (one file written, not the other): keep serving the old pair.
-                    Err(e) => tracing::warn!(error = %e, "keeping the previous webhook certificate"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "keeping the previous webhook certificate")
+                    }
                 }
             }
         }

@@ -142,7 +142,10 @@ pub mod fakes {
     use sqs_access_operator::webhook::{Enforcement, NamespaceModes};
 
     fn example(name: &str) -> Snapshot {
-        let path = format!("{}/examples/snapshots/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/examples/snapshots/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         Snapshot::from_yaml_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
