@@ -376,9 +376,21 @@ fn deny(resp: AdmissionResponse, msg: String) -> AdmissionResponse {
     r
 }
 
+/// The API server may truncate a warning beyond 256 characters: keep the reason code first
+/// and point at the status for the rest.
+const MAX_WARNING: usize = 256;
+
 fn with_warning(mut resp: AdmissionResponse, msg: String) -> AdmissionResponse {
-    // Warnings are shown one per line by kubectl; the API server caps each at 120 characters
-    // in some versions, so keep the code first.
+    let msg = if msg.len() <= MAX_WARNING {
+        msg
+    } else {
+        const MORE: &str = "... (kubectl describe shows the fix)";
+        let mut end = MAX_WARNING - MORE.len();
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{MORE}", &msg[..end])
+    };
     resp.warnings.get_or_insert_with(Vec::new).push(msg);
     resp
 }
