@@ -1,12 +1,15 @@
 //! Evaluation throughput: `cargo bench --bench engine`.
 //!
 //! 1. `authorize` on pre-parsed requests (ns per evaluation, evaluations per second);
-//! 2. the `evaluate` command end to end: ~10,000 JSON lines in memory through `evaluate_stream`
-//!    (lines per second, MB per second).
+//! 2. the `evaluate` command end to end: 10,000 JSON lines in memory through `evaluate_stream`
+//!    (lines per second, MB per second), on corpora whose lines repeat the same policy
+//!    documents (the compile cache hits) and on corpora where every document is distinct (it
+//!    never does).
 //!
 //! Each figure is the median of several timed runs after a warm-up. `BENCH_SECS` sets the time
 //! per figure (default 2 s), `BENCH_RUNS` the number of runs (default 5); `BENCH_ONLY=1` or
-//! `BENCH_ONLY=2` runs one part (e.g. under a profiler).
+//! `BENCH_ONLY=2` runs one part (e.g. under a profiler), `BENCH_CORPUS=TEXT` only the corpora
+//! whose name contains TEXT (e.g. `all-distinct`).
 
 use std::hint::black_box;
 use std::io::{self, Write};
@@ -330,22 +333,79 @@ fn pre_parsed(s: &Settings) {
 /// A named corpus: line `i` is `make(i)`.
 type Corpus = (&'static str, fn(usize) -> Value);
 
+/// The mixed corpus: 5/8 SQS all layers, 1/8 SQS 3 policies, 2/8 KMS.
+fn mix(i: usize) -> Value {
+    match i % 8 {
+        0..=3 => sqs_full(i, true),
+        4 => sqs_full(i, false),
+        5 => sqs_small(i),
+        _ => kms(i),
+    }
+}
+
+/// Makes every policy document of `line` unique to line `i` (an `Id` naming the line), so that
+/// no document is ever seen twice: the compile cache of `evaluate` never hits.
+fn distinct(mut line: Value, i: usize) -> Value {
+    fn mark(policy: &mut Value, i: usize) {
+        policy["document"]["Id"] = json!(format!("line-{i}"));
+    }
+    let p = &mut line["policies"];
+    for k in ["identity", "scps", "rcps"] {
+        // `get_mut`: indexing a missing key mutably would add it as `null`.
+        for x in p
+            .get_mut(k)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            match x.get_mut("policies") {
+                Some(list) => list
+                    .as_array_mut()
+                    .unwrap()
+                    .iter_mut()
+                    .for_each(|y| mark(y, i)),
+                None => mark(x, i),
+            }
+        }
+    }
+    for k in [
+        "resource",
+        "permissionBoundary",
+        "sessionPolicy",
+        "vpcEndpoint",
+    ] {
+        if let Some(x) = p.get_mut(k) {
+            mark(x, i);
+        }
+    }
+    line
+}
+
 fn end_to_end(s: &Settings) {
     println!("\n2. evaluate end to end (parse JSON line, authorize, write JSON line)");
+    println!("   repeated: the same few policy documents on every line (many requests against one");
+    println!("   account's policies); all-distinct: every document is new (the cache never hits)");
     const LINES: usize = 10_000;
-    let corpora: [Corpus; 2] = [
+    let corpora: [Corpus; 4] = [
         (
-            "mix: 5/8 SQS all layers, 1/8 SQS 3 policies, 2/8 KMS",
-            |i| match i % 8 {
-                0..=3 => sqs_full(i, true),
-                4 => sqs_full(i, false),
-                5 => sqs_small(i),
-                _ => kms(i),
-            },
+            "mix: 5/8 SQS all layers, 1/8 SQS 3 policies, 2/8 KMS, repeated policies",
+            mix,
         ),
-        ("SQS cross-account, 3 policies", sqs_small),
+        (
+            "SQS cross-account, 3 policies, repeated policies",
+            sqs_small,
+        ),
+        ("mix, all-distinct policies", |i| distinct(mix(i), i)),
+        (
+            "SQS cross-account, 3 policies, all-distinct policies",
+            |i| distinct(sqs_small(i), i),
+        ),
     ];
+    let filter = std::env::var("BENCH_CORPUS").unwrap_or_default();
     for (name, make) in corpora {
+        if !name.contains(filter.as_str()) {
+            continue;
+        }
         let mut input = Vec::new();
         for i in 0..LINES {
             serde_json::to_writer(&mut input, &make(i)).unwrap();

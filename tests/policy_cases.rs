@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sqs_access_operator::policy::input::EvaluationInput;
-use sqs_access_operator::policy::{Decision, authorize};
+use sqs_access_operator::policy::input::{EvaluationInput, InputError, PolicyCache};
+use sqs_access_operator::policy::{Decision, PolicySet, Request, authorize};
 
 #[derive(Deserialize)]
 struct Case {
@@ -128,4 +128,52 @@ fn policy_cases() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Everything a parsed line determines: the request, the policy set, the response (or the
+/// error).
+fn fingerprint<S: std::borrow::Borrow<PolicySet>>(r: &Result<(Request, S), InputError>) -> String {
+    match r {
+        Err(e) => format!("error {e}"),
+        Ok((req, set)) => {
+            let set: &PolicySet = set.borrow();
+            let mut ctx: Vec<_> = req.context.iter().collect();
+            ctx.sort();
+            format!(
+                "{:?} {} {} {:?} {:?} {ctx:?} {set:?} {}",
+                req.principal,
+                req.action,
+                req.resource,
+                req.resource_account,
+                req.rule,
+                serde_json::to_string(&authorize(req, set)).unwrap()
+            )
+        }
+    }
+}
+
+/// The compile cache of `evaluate` changes nothing: every case, seen first, then again (its
+/// documents are kept), then a third time (they come from the cache), parses to the same
+/// request, policies, response and error as the uncached parse.
+#[test]
+fn cached_parse_is_the_uncached_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policy_cases");
+    let mut lines = Vec::new();
+    for e in fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let cases: Vec<Case> =
+                serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+            lines.extend(cases.iter().map(|c| (c.name.clone(), c.input.to_string())));
+        }
+    }
+    let mut cache = PolicyCache::new();
+    for round in ["first sight", "second sight (kept)", "cached"] {
+        for (name, line) in &lines {
+            let want = fingerprint(&EvaluationInput::from_json(line).and_then(|i| i.into_parts()));
+            let got = fingerprint(&EvaluationInput::parts_from_json(line, &mut cache));
+            assert_eq!(got, want, "{name} ({round} cache)");
+        }
+    }
+    assert!(!cache.is_empty());
 }

@@ -131,7 +131,10 @@ async fn warn_mode_admits_with_the_reason_as_a_warning() {
     let r = review(st, "create-denied.json").await;
     assert_eq!(r["allowed"], true);
     assert!(warnings(&r)[0].contains("IdentityPolicyDoesNotAllow"));
-    assert!(warnings(&r)[0].len() <= 256, "warnings stay within what the API server keeps");
+    assert!(
+        warnings(&r)[0].len() <= 256,
+        "warnings stay within what the API server keeps"
+    );
     // A namespace label overrides the operator-wide mode, both ways.
     let st = state(
         Enforcement::Enforce,

@@ -2,6 +2,8 @@
 //! layer by layer, and say what to change when it would not. Pure: a `Snapshot` goes in, a
 //! `Verdict` comes out.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -931,7 +933,9 @@ impl Diag {
         let mut set = self.identity_set(who, &principal_acct);
         let key_policy = match (&key.policy, key.key_manager) {
             (Some(p), _) => Some(p.policy.clone()),
-            (None, KeyManager::Aws) => Some(aws_managed_sqs_key_policy(&key_acct, &key_region)),
+            (None, KeyManager::Aws) => {
+                Some(Arc::new(aws_managed_sqs_key_policy(&key_acct, &key_region)))
+            }
             (None, KeyManager::Customer) => {
                 self.notes.push(format!(
                     "the key policy of {} was not read: key policy not evaluated",

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -285,11 +286,12 @@ pub enum StringOrList {
     Many(Vec<String>),
 }
 
-/// A policy document: kept as JSON (for dumps) and parsed (for evaluation).
+/// A policy document: kept as JSON (for dumps) and parsed (for evaluation; shared, so that
+/// evaluating it again does not copy it).
 #[derive(Debug, Clone)]
 pub struct Document {
     pub json: serde_json::Value,
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
 }
 
 impl Document {
@@ -297,7 +299,10 @@ impl Document {
         let policy = Policy::from_aws_str(text).map_err(|e| e.to_string())?;
         let decoded = crate::policy::document::decode_for_display(text);
         let json = serde_json::from_str(&decoded).unwrap_or(serde_json::Value::String(decoded));
-        Ok(Document { json, policy })
+        Ok(Document {
+            json,
+            policy: Arc::new(policy),
+        })
     }
 }
 

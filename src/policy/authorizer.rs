@@ -6,6 +6,8 @@
 //! `RCPFullAWSAccess` implied), the VPC endpoint policy, and the grant itself (identity and/or
 //! resource policy, limited by the permissions boundary and the session policy).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::arn::resource_match;
@@ -15,21 +17,23 @@ use super::document::{AwsPrincipal, Effect, Policy, PrincipalSpec, Statement};
 use super::pattern::Resolved;
 use super::tri::Tri;
 
-/// A policy with the name users know it by.
+/// A policy with the name users know it by. The compiled policy is shared: the same document
+/// can take part in many requests (and many sets) without being parsed or copied again.
 #[derive(Debug, Clone)]
 pub struct NamedPolicy {
     pub name: String,
     /// `inline`, `managed`, ... (free text, for messages).
     pub kind: Option<String>,
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
 }
 
 impl NamedPolicy {
-    pub fn new(name: impl Into<String>, policy: Policy) -> Self {
+    /// `policy`: a [`Policy`] or an `Arc<Policy>` already shared.
+    pub fn new(name: impl Into<String>, policy: impl Into<Arc<Policy>>) -> Self {
         NamedPolicy {
             name: name.into(),
             kind: None,
-            policy,
+            policy: policy.into(),
         }
     }
 }

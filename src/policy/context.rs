@@ -10,8 +10,8 @@ use super::arn::Arn;
 /// know, so conditions on it evaluate to "depends" instead of true or false.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    values: HashMap<String, Vec<String>>,
-    unknown: HashSet<String>,
+    values: HashMap<String, Vec<String>, foldhash::fast::RandomState>,
+    unknown: HashSet<String, foldhash::fast::RandomState>,
     /// Key prefixes (`aws:resourcetag/`) under which every absent key is unknown.
     unknown_prefixes: Vec<String>,
 }
@@ -28,6 +28,14 @@ impl Context {
         Self::default()
     }
 
+    /// An empty context with room for `n` keys.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Context {
+            values: HashMap::with_capacity_and_hasher(n, Default::default()),
+            ..Self::default()
+        }
+    }
+
     /// Sets a single-valued key.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
         self.values
@@ -38,6 +46,13 @@ impl Context {
     /// Sets a multi-valued key.
     pub fn insert_many(&mut self, key: &str, values: Vec<String>) -> &mut Self {
         self.values.insert(key.to_ascii_lowercase(), values);
+        self
+    }
+
+    /// Sets a key from an owned name (lower-cased in place).
+    pub(crate) fn insert_owned(&mut self, mut key: String, values: Vec<String>) -> &mut Self {
+        key.make_ascii_lowercase();
+        self.values.insert(key, values);
         self
     }
 
