@@ -120,7 +120,10 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     .await
     {
         Ok(v) => v,
-        Err(_) => timeout_verdict(ctx.check_timeout),
+        Err(_) => Verdict::unfinished(format!(
+            "the check did not finish within {:?}",
+            ctx.check_timeout
+        )),
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let old = b.status.clone().unwrap_or_default();
@@ -171,24 +174,6 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
         }
         _ => Action::requeue(ctx.recheck_interval),
     })
-}
-
-fn timeout_verdict(after: Duration) -> Verdict {
-    use crate::diagnosis::{DiagLayer, Finding, ReasonCode};
-    Verdict {
-        verdict: Outcome::Indeterminate,
-        reasons: vec![Finding::new(
-            ReasonCode::AwsUnavailable,
-            DiagLayer::Evidence,
-            format!("the check did not finish within {after:?}"),
-        )],
-        role: None,
-        queue: None,
-        checks: vec![],
-        fixes: vec![],
-        warnings: vec![],
-        notes: vec![],
-    }
 }
 
 async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {

@@ -63,6 +63,24 @@ impl Verdict {
     pub fn first_reason(&self) -> Option<&Finding> {
         self.reasons.first()
     }
+
+    /// An `Indeterminate` verdict for a check that could not finish (`AwsUnavailable`).
+    pub fn unfinished(message: impl Into<String>) -> Verdict {
+        Verdict {
+            verdict: Outcome::Indeterminate,
+            reasons: vec![Finding::new(
+                ReasonCode::AwsUnavailable,
+                DiagLayer::Evidence,
+                message,
+            )],
+            role: None,
+            queue: None,
+            checks: vec![],
+            fixes: vec![],
+            warnings: vec![],
+            notes: vec![],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

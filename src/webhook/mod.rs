@@ -270,27 +270,9 @@ async fn evaluate_within_deadline(st: &WebhookState, b: &SqsAccessBinding) -> Ve
     };
     match tokio::time::timeout(deadline, work).await {
         Ok(v) => v,
-        Err(_) => deadline_verdict(deadline),
-    }
-}
-
-fn deadline_verdict(d: Duration) -> Verdict {
-    use crate::diagnosis::{DiagLayer, Finding};
-    Verdict {
-        verdict: Outcome::Indeterminate,
-        reasons: vec![Finding::new(
-            ReasonCode::AwsUnavailable,
-            DiagLayer::Evidence,
-            format!(
-                "the check did not finish within the webhook's {d:?} deadline; the controller will report the result in the status"
-            ),
-        )],
-        role: None,
-        queue: None,
-        checks: vec![],
-        fixes: vec![],
-        warnings: vec![],
-        notes: vec![],
+        Err(_) => Verdict::unfinished(format!(
+            "the check did not finish within the webhook's {deadline:?} deadline; the controller will report the result in the status"
+        )),
     }
 }
 
