@@ -285,13 +285,13 @@ impl Inner {
         kind: &'static str,
         key: K,
         fetch: impl FnOnce() -> Fut,
-    ) -> Result<Arc<Fetched<V>>, FetchError>
+    ) -> Result<Option<V>, FetchError>
     where
         K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
-        V: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Fetched<V>, FetchError>>,
     {
-        if let Some(v) = cache.get(&key).await {
+        let got = if let Some(v) = cache.get(&key).await {
             self.metrics
                 .cache
                 .get_or_create(&crate::metrics::CacheLabels {
@@ -299,25 +299,40 @@ impl Inner {
                     result: "hit",
                 })
                 .inc();
-            return Ok(v);
+            v
+        } else {
+            self.metrics
+                .cache
+                .get_or_create(&crate::metrics::CacheLabels {
+                    kind,
+                    result: "miss",
+                })
+                .inc();
+            // Concurrent misses for one key share a single fetch; failures are not cached.
+            // The fetch is boxed: nested SDK futures are large, and kept inline they would
+            // make every caller's future (and a debug build's stack) grow with them.
+            cache
+                .try_get_with(key, Box::pin(async move { fetch().await.map(Arc::new) }))
+                .await
+                .map_err(|e: Arc<FetchError>| (*e).clone())?
+        };
+        // Back to a result: absent is `None`, the reader's denial an error.
+        match &*got {
+            Fetched::Found(v) => Ok(Some(v.clone())),
+            Fetched::NotFound => Ok(None),
+            Fetched::Denied {
+                permission,
+                message,
+            } => Err(FetchError::Denied {
+                permission: permission.clone(),
+                message: message.clone(),
+            }),
         }
-        self.metrics
-            .cache
-            .get_or_create(&crate::metrics::CacheLabels {
-                kind,
-                result: "miss",
-            })
-            .inc();
-        // Concurrent misses for one key share a single fetch; failures are not cached.
-        cache
-            .try_get_with(key, async move { fetch().await.map(Arc::new) })
-            .await
-            .map_err(|e: Arc<FetchError>| (*e).clone())
     }
 
     // ---- IAM ----
 
-    async fn role(&self, role: &RoleArn) -> Result<Arc<Fetched<RoleEvidence>>, FetchError> {
+    async fn role(&self, role: &RoleArn) -> Result<Option<RoleEvidence>, FetchError> {
         self.cached(&self.roles, "role", role.clone(), || async {
             fetched(self.fetch_role(role).await)
         })
@@ -446,19 +461,9 @@ impl Inner {
                 || async { fetched(self.fetch_managed_policy(account, arn).await) },
             )
             .await?;
-        match &*got {
-            Fetched::Found(d) => Ok(d.clone()),
-            Fetched::NotFound => Err(FetchError::Unavailable {
-                message: format!("policy {arn} is attached but was not found"),
-            }),
-            Fetched::Denied {
-                permission,
-                message,
-            } => Err(FetchError::Denied {
-                permission: permission.clone(),
-                message: message.clone(),
-            }),
-        }
+        got.ok_or_else(|| FetchError::Unavailable {
+            message: format!("policy {arn} is attached but was not found"),
+        })
     }
 
     async fn fetch_managed_policy(
@@ -534,19 +539,7 @@ impl Inner {
                 },
             )
             .await?;
-        let list = match &*list {
-            Fetched::Found(l) => l.clone(),
-            Fetched::NotFound => ProviderList { arns: vec![] },
-            Fetched::Denied {
-                permission,
-                message,
-            } => {
-                return Err(FetchError::Denied {
-                    permission: permission.clone(),
-                    message: message.clone(),
-                });
-            }
-        };
+        let list = list.unwrap_or(ProviderList { arns: vec![] });
         let mut out = Vec::new();
         for arn in &list.arns {
             let url = arn
@@ -588,22 +581,12 @@ impl Inner {
                     },
                 )
                 .await?;
-            match &*detail {
-                Fetched::Found(d) => out.push(OidcProviderEvidence {
-                    url: d.url.clone(),
-                    client_ids: d.client_ids.clone(),
+            if let Some(d) = detail {
+                out.push(OidcProviderEvidence {
+                    url: d.url,
+                    client_ids: d.client_ids,
                     arn: Some(arn.clone()),
-                }),
-                Fetched::NotFound => {}
-                Fetched::Denied {
-                    permission,
-                    message,
-                } => {
-                    return Err(FetchError::Denied {
-                        permission: permission.clone(),
-                        message: message.clone(),
-                    });
-                }
+                });
             }
         }
         Ok(out)
@@ -611,7 +594,7 @@ impl Inner {
 
     // ---- SQS ----
 
-    async fn queue(&self, q: &QueueArn) -> Result<Arc<Fetched<QueueEvidence>>, FetchError> {
+    async fn queue(&self, q: &QueueArn) -> Result<Option<QueueEvidence>, FetchError> {
         self.cached(&self.queues, "queue", q.clone(), || async {
             fetched(self.fetch_queue(q).await)
         })
@@ -695,7 +678,7 @@ impl Inner {
         key_ref: &str,
         account: &AccountId,
         region: &Region,
-    ) -> Result<Arc<Fetched<KmsKeyEvidence>>, FetchError> {
+    ) -> Result<Option<KmsKeyEvidence>, FetchError> {
         self.cached(&self.keys, "kmsKey", key_ref.to_string(), || async {
             fetched(self.fetch_key(key_ref, account, region).await)
         })
@@ -869,24 +852,18 @@ impl Inner {
         let (role, providers, queue) = tokio::join!(role_fut, providers_fut, queue_fut);
         let mut errors = Vec::new();
         match role {
-            Some(Ok(f)) => match &*f {
-                Fetched::Found(r) => snap.role = Some(r.clone()),
-                Fetched::NotFound => {
-                    snap.role = Some(RoleEvidence {
-                        arn: role_arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-                        found: false,
-                        trust_policy: None,
-                        inline_policies: vec![],
-                        managed_policies: vec![],
-                        permissions_boundary: None,
-                        tags: Default::default(),
-                    })
-                }
-                Fetched::Denied {
-                    permission,
-                    message,
-                } => errors.push(denied("role", permission, message)),
-            },
+            Some(Ok(Some(r))) => snap.role = Some(r),
+            Some(Ok(None)) => {
+                snap.role = Some(RoleEvidence {
+                    arn: role_arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                    found: false,
+                    trust_policy: None,
+                    inline_policies: vec![],
+                    managed_policies: vec![],
+                    permissions_boundary: None,
+                    tags: Default::default(),
+                })
+            }
             Some(Err(e)) => errors.push(evidence_error("role", &e)),
             None => {}
         }
@@ -900,24 +877,18 @@ impl Inner {
             None => {}
         }
         match queue {
-            Ok(f) => match &*f {
-                Fetched::Found(q) => snap.queue = Some(q.clone()),
-                Fetched::NotFound => {
-                    snap.queue = Some(QueueEvidence {
-                        arn: Some(spec.queue.arn.to_string()),
-                        url: None,
-                        found: false,
-                        policy: None,
-                        kms_master_key_id: None,
-                        sqs_managed_sse_enabled: None,
-                        tags: None,
-                    })
-                }
-                Fetched::Denied {
-                    permission,
-                    message,
-                } => errors.push(denied("queue", permission, message)),
-            },
+            Ok(Some(q)) => snap.queue = Some(q),
+            Ok(None) => {
+                snap.queue = Some(QueueEvidence {
+                    arn: Some(spec.queue.arn.to_string()),
+                    url: None,
+                    found: false,
+                    policy: None,
+                    kms_master_key_id: None,
+                    sqs_managed_sse_enabled: None,
+                    tags: None,
+                })
+            }
             Err(e) => errors.push(evidence_error("queue", &e)),
         }
         if let Some(q) = &snap.queue
@@ -925,30 +896,23 @@ impl Inner {
         {
             let (key_ref, acct, region) = key_reference(k, &spec.queue.arn);
             match self.key(&key_ref, &acct, &region).await {
-                Ok(f) => match &*f {
-                    Fetched::Found(key) => {
-                        let mut key = key.clone();
-                        if k.starts_with("alias/") && !key.aliases.contains(k) {
-                            key.aliases.push(k.clone());
-                        }
-                        snap.kms_key = Some(key)
+                Ok(Some(mut key)) => {
+                    if k.starts_with("alias/") && !key.aliases.contains(k) {
+                        key.aliases.push(k.clone());
                     }
-                    Fetched::NotFound => {
-                        snap.kms_key = Some(KmsKeyEvidence {
-                            arn: key_ref.clone(),
-                            found: false,
-                            aliases: vec![],
-                            key_manager: KeyManager::Customer,
-                            key_state: "Unknown".into(),
-                            policy: None,
-                            grants: vec![],
-                        })
-                    }
-                    Fetched::Denied {
-                        permission,
-                        message,
-                    } => errors.push(denied("kmsKey", permission, message)),
-                },
+                    snap.kms_key = Some(key)
+                }
+                Ok(None) => {
+                    snap.kms_key = Some(KmsKeyEvidence {
+                        arn: key_ref.clone(),
+                        found: false,
+                        aliases: vec![],
+                        key_manager: KeyManager::Customer,
+                        key_state: "Unknown".into(),
+                        policy: None,
+                        grants: vec![],
+                    })
+                }
                 Err(e) => errors.push(evidence_error("kmsKey", &e)),
             }
         }
@@ -995,21 +959,17 @@ fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> {
     })
 }
 
-fn denied(item: &str, permission: &str, message: &str) -> EvidenceError {
-    EvidenceError {
-        item: item.into(),
-        kind: EvidenceErrorKind::Unreadable,
-        message: message.into(),
-        permission: Some(permission.into()),
-    }
-}
-
 fn evidence_error(item: &str, e: &FetchError) -> EvidenceError {
     match e {
         FetchError::Denied {
             permission,
             message,
-        } => denied(item, permission, message),
+        } => EvidenceError {
+            item: item.into(),
+            kind: EvidenceErrorKind::Unreadable,
+            message: message.clone(),
+            permission: Some(permission.clone()),
+        },
         other => EvidenceError {
             item: item.into(),
             kind: EvidenceErrorKind::Unavailable,
