@@ -72,10 +72,8 @@ fn parse_access(s: &str) -> Result<AccessMode, String> {
 }
 
 /// The example diagnosed when no snapshot is given.
-pub const EMBEDDED_EXAMPLE_NAME: &str =
-    "examples/snapshots/cross-account-queue-policy-missing.yaml";
-const EMBEDDED_EXAMPLE: &str =
-    include_str!("../../examples/snapshots/cross-account-queue-policy-missing.yaml");
+pub const EMBEDDED_EXAMPLE_NAME: &str = "examples/snapshots/healthy.yaml";
+const EMBEDDED_EXAMPLE: &str = include_str!("../../examples/snapshots/healthy.yaml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
