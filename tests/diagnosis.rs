@@ -181,3 +181,87 @@ fn unknown_issuer_is_indeterminate_and_explicit_trust_deny_is_named() {
         (Outcome::Indeterminate, vec![ReasonCode::OidcIssuerUnknown])
     );
 }
+
+#[test]
+fn the_kms_hop_carries_the_source_ip_but_no_endpoint_keys() {
+    // A key policy that denies calls not made through the endpoint also denies SQS's calls on
+    // the caller's behalf, whatever the caller's own request context says.
+    let mut v = load("healthy");
+    v["requestContext"] = serde_yaml::from_str("{aws:SourceVpce: vpce-0abc1234def567890}").unwrap();
+    v["kmsKey"]["policy"]["Statement"]
+        .as_sequence_mut()
+        .unwrap()
+        .push(serde_yaml::from_str("{Sid: OnlyThroughVpce, Effect: Deny, Principal: '*', Action: 'kms:*', Resource: '*', Condition: {StringNotEquals: {aws:SourceVpce: vpce-0abc1234def567890}}}").unwrap());
+    let verdict = diagnose(&snap(&v));
+    assert_eq!(verdict.verdict, Outcome::Denied);
+    assert!(
+        verdict
+            .reasons
+            .iter()
+            .all(|r| r.code == ReasonCode::ExplicitDenyInKmsKeyPolicy),
+        "{:?}",
+        verdict.reasons
+    );
+
+    // The caller's IP is preserved on that hop, so an IP guard in the identity policy holds.
+    let mut v = load("healthy");
+    v["binding"]["spec"]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("vpcEndpointId");
+    v["network"] = serde_yaml::from_str("{path: Internet, sourceIp: 203.0.113.10}").unwrap();
+    v["role"]["inlinePolicies"][0]["document"]["Statement"]
+        .as_sequence_mut()
+        .unwrap()
+        .push(serde_yaml::from_str("{Sid: OfficeOnly, Effect: Deny, Action: '*', Resource: '*', Condition: {NotIpAddress: {aws:SourceIp: 203.0.113.0/24}}}").unwrap());
+    let verdict = diagnose(&snap(&v));
+    assert!(
+        !verdict
+            .reasons
+            .iter()
+            .any(|r| r.code == ReasonCode::ExplicitDenyInIdentityPolicy),
+        "{:?}",
+        verdict.reasons
+    );
+}
+
+#[test]
+fn list_queues_is_judged_in_the_roles_own_account() {
+    let mut v = load("cross-account-queue-policy-missing");
+    v["binding"]["spec"]["access"] = Value::Sequence(vec![]);
+    v["binding"]["spec"]["actions"] = serde_yaml::from_str("[sqs:ListQueues]").unwrap();
+    v["role"]["inlinePolicies"] = serde_yaml::from_str(
+        "[{name: list, document: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 'sqs:ListQueues', Resource: '*'}]}}]",
+    )
+    .unwrap();
+    assert_eq!(
+        codes(&snap(&v)),
+        (Outcome::Allowed, vec![ReasonCode::Allowed])
+    );
+}
+
+#[test]
+fn an_unread_customer_key_policy_is_undecided_not_denied() {
+    let mut v = load("healthy");
+    v["kmsKey"].as_mapping_mut().unwrap().remove("policy");
+    let (outcome, codes) = codes(&snap(&v));
+    assert_eq!(outcome, Outcome::Indeterminate);
+    assert_eq!(codes, vec![ReasonCode::EvidenceUnreadable]);
+}
+
+#[test]
+fn fixes_for_one_policy_never_share_a_sid() {
+    let mut v = load("identity-policy-missing");
+    v["binding"]["spec"]["actions"] = serde_yaml::from_str("[sqs:ListQueues]").unwrap();
+    let verdict = diagnose(&snap(&v));
+    let sids: Vec<&str> = verdict
+        .fixes
+        .iter()
+        .filter_map(|f| f.statement.as_ref()?.get("Sid")?.as_str())
+        .collect();
+    let mut unique = sids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(sids.len(), unique.len(), "{sids:?}");
+    assert!(sids.len() >= 2);
+}

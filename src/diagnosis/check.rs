@@ -148,6 +148,8 @@ struct Who<'a> {
     role: &'a RoleEvidence,
     session: String,
     provider_arn: Option<String>,
+    /// The VPC endpoint the workload reaches SQS through, when known.
+    vpce: Option<String>,
 }
 
 impl Diag {
@@ -373,6 +375,12 @@ impl Diag {
             role,
             session: role_arn.session_arn("irsa-session"),
             provider_arn: provider_arn.clone(),
+            vpce: spec.vpc_endpoint_id.clone().or_else(|| {
+                snap.network
+                    .as_ref()
+                    .filter(|n| n.path == NetworkPath::VpcEndpoint)
+                    .and_then(|n| n.vpc_endpoint_id.clone())
+            }),
         };
         self.check_trust(&who, issuer.as_deref(), &audience);
 
@@ -712,12 +720,7 @@ impl Diag {
         if let Some(levels) = self.rcps_for(snap, queue_arn.account(), "the queue's account") {
             set.rcps = levels;
         }
-        let vpce = spec.vpc_endpoint_id.clone().or_else(|| {
-            snap.network
-                .as_ref()
-                .filter(|n| n.path == NetworkPath::VpcEndpoint)
-                .and_then(|n| n.vpc_endpoint_id.clone())
-        });
+        let vpce = who.vpce.clone();
         if let Some(id) = &vpce {
             match snap.network.as_ref().filter(|n| n.vpc_endpoint_id.as_deref() == Some(id)) {
                 Some(n) => match &n.vpc_endpoint_policy {
@@ -737,7 +740,7 @@ impl Diag {
         let ctx = self.principal_context(who, region, false, vpce.as_deref());
 
         for action in &spec.actions {
-            if cross && !action.cross_account_grantable() {
+            if cross && !action.cross_account_grantable() && !action.is_list_queues() {
                 self.push(
                     Finding::new(
                         ReasonCode::ActionNotAllowedCrossAccount,
@@ -955,11 +958,16 @@ impl Diag {
                 Some(Arc::new(aws_managed_sqs_key_policy(&key_acct, &key_region)))
             }
             (None, KeyManager::Customer) => {
-                self.notes.push(format!(
-                    "the key policy of {} was not read: key policy not evaluated",
-                    key.arn
+                // A key policy must allow (even in one account): without it nothing is decided.
+                self.push(Finding::new(
+                    ReasonCode::EvidenceUnreadable,
+                    DiagLayer::Evidence,
+                    format!(
+                        "the key policy of {} was not read: the SSE-KMS layer is not decided",
+                        key.arn
+                    ),
                 ));
-                None
+                return;
             }
         };
         if let Some(p) = key_policy {
@@ -981,7 +989,7 @@ impl Diag {
         {
             set.rcps = levels;
         }
-        let mut ctx = self.principal_context(who, &key_region, true, None);
+        let mut ctx = self.principal_context(who, &key_region, true, who.vpce.as_deref());
         ctx.insert("aws:ResourceAccount", key_acct.to_string())
             .insert(
                 "kms:ViaService",
@@ -1173,32 +1181,45 @@ impl Diag {
                     .mark_unknown("aws:EpochTime");
             }
         }
-        if via_service {
-            // SQS calls KMS on the caller's behalf: the caller's network keys are not present.
-        } else if let Some(id) = vpce {
-            c.insert("aws:SourceVpce", id.to_string());
-            match snap.network.as_ref().and_then(|n| n.vpc_id.clone()) {
-                Some(v) => c.insert("aws:SourceVpc", v),
-                None => c.mark_unknown("aws:SourceVpc"),
-            };
-            c.mark_unknown("aws:VpcSourceIp");
-        } else {
-            match &snap.network {
-                Some(n) if n.path == NetworkPath::Internet => {
-                    match &n.source_ip {
-                        Some(ip) => c.insert("aws:SourceIp", ip.clone()),
-                        None => c.mark_unknown("aws:SourceIp"),
+        // The network path. SQS calling KMS for the caller (a forward access session) keeps
+        // the caller's source IP but carries no VPC endpoint keys.
+        match (vpce, &snap.network) {
+            (Some(id), _) => {
+                if !via_service {
+                    c.insert("aws:SourceVpce", id.to_string());
+                    match snap.network.as_ref().and_then(|n| n.vpc_id.clone()) {
+                        Some(v) => c.insert("aws:SourceVpc", v),
+                        None => c.mark_unknown("aws:SourceVpc"),
                     };
+                    c.mark_unknown("aws:VpcSourceIp");
                 }
-                _ => {
+                // Through an endpoint aws:SourceIp is absent.
+            }
+            (None, Some(n)) if n.path == NetworkPath::Internet => {
+                match &n.source_ip {
+                    Some(ip) => c.insert("aws:SourceIp", ip.clone()),
+                    None => c.mark_unknown("aws:SourceIp"),
+                };
+            }
+            _ => {
+                c.mark_unknown("aws:SourceIp");
+                if !via_service {
                     c.mark_unknown("aws:SourceVpce")
                         .mark_unknown("aws:SourceVpc")
-                        .mark_unknown("aws:SourceIp")
                         .mark_unknown("aws:VpcSourceIp");
                 }
             }
         }
         for (k, v) in &snap.request_context {
+            let lc = k.to_ascii_lowercase();
+            if via_service
+                && matches!(
+                    lc.as_str(),
+                    "aws:sourcevpce" | "aws:sourcevpc" | "aws:vpcsourceip"
+                )
+            {
+                continue;
+            }
             match v {
                 StringOrList::One(s) => c.insert(k, s.clone()),
                 StringOrList::Many(l) => c.insert_many(k, l.clone()),
@@ -1274,7 +1295,7 @@ impl Diag {
                             DiagLayer::VpcEndpointPolicy,
                             "a VPC endpoint policy",
                             FixTarget::VpcEndpointPolicy {
-                                endpoint: who.spec.vpc_endpoint_id.clone().unwrap_or_default(),
+                                endpoint: who.vpce.clone().unwrap_or_default(),
                             },
                         ),
                         (Layer::Resource | Layer::SessionPolicy, Target::Queue) => (
@@ -1318,7 +1339,9 @@ impl Diag {
                         who.spec.queue.arn.region().dns_suffix()
                     ) } })
                 };
-                let sid = sid_for(&who.spec.service_account, target);
+                // Sids must be unique within a policy: statements on "*" get their own.
+                let sid = sid_for(&who.spec.service_account, target)
+                    + if resource == "*" { "AnyResource" } else { "" };
                 for g in &resp.missing {
                     let (code, layer, msg, fix) = match g.layer {
                         Layer::Identity => {
@@ -1399,7 +1422,7 @@ impl Diag {
                             )
                         }
                         Layer::VpcEndpoint => {
-                            let id = who.spec.vpc_endpoint_id.clone().unwrap_or_default();
+                            let id = who.vpce.clone().unwrap_or_default();
                             (
                                 ReasonCode::VpcEndpointPolicyDoesNotAllow,
                                 DiagLayer::VpcEndpointPolicy,
