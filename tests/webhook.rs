@@ -439,3 +439,21 @@ async fn serves_over_tls_and_picks_up_a_rotated_certificate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_certificate_and_key_from_different_pairs_are_refused() {
+    let dir = std::env::temp_dir().join(support::unique("webhook-mismatch"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = rcgen::KeyPair::generate().unwrap();
+    let b = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&a)
+        .unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), b.serialize_pem()).unwrap();
+    let e =
+        webhook::tls::ReloadingCert::new(&dir.join("tls.crt"), &dir.join("tls.key")).unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -56,6 +56,10 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<SqsAccessBinding>, u32>>,
     /// The last verdict per binding, for the bindings-by-condition gauge.
     verdicts: Mutex<HashMap<ObjectRef<SqsAccessBinding>, Outcome>>,
+    /// The controller's cache of bindings, once running: deleted bindings are not reconciled,
+    /// so the per-binding maps are pruned against it.
+    bindings: std::sync::OnceLock<kube::runtime::reflector::Store<SqsAccessBinding>>,
+    recorded: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -80,6 +84,8 @@ impl Context {
             check_timeout: Duration::from_secs(30),
             failures: Mutex::new(HashMap::new()),
             verdicts: Mutex::new(HashMap::new()),
+            bindings: std::sync::OnceLock::new(),
+            recorded: Default::default(),
         }
     }
 
@@ -89,6 +95,17 @@ impl Context {
             Some(o) => v.insert(obj, o),
             None => v.remove(&obj),
         };
+        // Prune now and then: a full pass per reconcile would be quadratic.
+        let n = self
+            .recorded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(store) = self.bindings.get().filter(|_| n.is_multiple_of(128)) {
+            v.retain(|k, _| store.get(k).is_some());
+            self.failures
+                .lock()
+                .expect("lock")
+                .retain(|k, _| store.get(k).is_some());
+        }
         for (label, o) in [
             ("Ready", Outcome::Allowed),
             ("Denied", Outcome::Denied),
@@ -198,7 +215,7 @@ async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {
     let ev = Event {
         type_,
         reason,
-        note: Some(note.chars().take(1000).collect()),
+        note: Some(status::truncate(&note, 1000)),
         action: "Check".into(),
         secondary: None,
     };
@@ -241,6 +258,7 @@ pub async fn run(
     let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
     let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let _ = ctx.bindings.set(store.clone());
     let ready_store = store.clone();
     tokio::spawn(async move {
         if ready_store.wait_until_ready().await.is_ok() {

@@ -15,7 +15,8 @@ use crate::policy::Decision;
 /// Kubernetes limits a condition message to 32768 bytes; keep them readable far below that.
 const MAX_MESSAGE: usize = 1024;
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` bytes (plus an ellipsis), cut at a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

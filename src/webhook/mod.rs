@@ -28,6 +28,9 @@ use crate::metrics::{Metrics, ResultLabels};
 /// The namespace label that overrides the operator-wide enforcement mode.
 pub const ENFORCEMENT_LABEL: &str = "sqsaccess.io/enforcement";
 
+/// Concurrent webhook connections.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// The largest AdmissionReview accepted (the API server's own limit for objects is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -386,12 +389,20 @@ pub async fn serve_tls(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config()));
+    // Bounded connections: the API server keeps a few alive; nobody needs thousands.
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => p.expect("never closed"),
+            _ = shutdown.changed() => return,
+        };
         let tcp = tokio::select! {
             r = listener.accept() => match r {
                 Ok((tcp, _)) => tcp,
                 Err(e) => {
+                    // E.g. out of file descriptors: do not spin.
                     tracing::warn!(error = %e, "webhook accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -400,6 +411,7 @@ pub async fn serve_tls(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,

@@ -39,7 +39,11 @@ pub fn load_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> 
         .map_err(|e| file_err(key, format!("not a PEM private key: {e}")))?;
     let signing =
         any_supported_type(&key_der).map_err(|e| file_err(key, format!("unsupported key: {e}")))?;
-    Ok(CertifiedKey::new(certs, signing))
+    let pair = CertifiedKey::new(certs, signing);
+    // A certificate and key from different pairs would fail every handshake.
+    pair.keys_match()
+        .map_err(|e| file_err(key, format!("does not match the certificate: {e}")))?;
+    Ok(pair)
 }
 
 /// A file's size and modification time, to notice a rewrite.
