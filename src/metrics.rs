@@ -153,4 +153,5 @@ pub const OPERATIONS: &[&str] = &[
     "GetKeyPolicy",
     "ListGrants",
     "AssumeRole",
+    "GetCallerIdentity",
 ];

@@ -508,3 +508,24 @@ async fn a_hostile_queue_url_is_refused_before_any_request() {
     }
     assert_eq!(stub.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_in_another_account_without_a_reader_is_unreadable_not_missing() {
+    // SQS answers QueueDoesNotExist both for a missing queue and for one the caller may not
+    // see: without a reader role in the queue's account that must not become QueueNotFound.
+    let Some(url) = moto_url() else { return };
+    let conf = sdk_config(&url).await;
+    let iam = aws_sdk_iam::Client::new(&conf);
+    ensure_provider(&iam).await;
+    let role = seed_role(&iam, HOME, send_policy("*")).await;
+    let src = AwsSource::from_sdk_config(conf, test_config(), Metrics::default());
+    let q = format!("arn:aws:sqs:us-east-1:{OTHER}:{}", unique("elsewhere"));
+    let v = verdict(&src, &input(&role, &q, vec![AccessMode::Send])).await;
+    assert_eq!(v.verdict, Outcome::Indeterminate, "{:#?}", v.reasons);
+    let r = v
+        .reasons
+        .iter()
+        .find(|r| r.code == ReasonCode::EvidenceUnreadable)
+        .unwrap();
+    assert!(r.message.contains("readerRoles"), "{}", r.message);
+}

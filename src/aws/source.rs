@@ -98,6 +98,8 @@ struct Inner {
     base: SdkConfig,
     cfg: Config,
     home_region: Region,
+    /// The account of the operator's own credentials (sts:GetCallerIdentity, asked once).
+    home_account: tokio::sync::OnceCell<Option<AccountId>>,
     clients: Mutex<HashMap<ClientKey, Arc<Clients>>>,
     iam_limit: Semaphore,
     sqs_limit: Semaphore,
@@ -178,6 +180,7 @@ impl AwsSource {
             queues: cache(10_000, ttl),
             keys: cache(10_000, ttl),
             clients: Mutex::new(HashMap::new()),
+            home_account: tokio::sync::OnceCell::new(),
             home_region,
             base,
             cfg,
@@ -242,6 +245,35 @@ impl Inner {
         }
         map.insert(key, c.clone());
         c
+    }
+
+    /// Whether the operator reads `account` with that account's own credentials (a reader role,
+    /// or its home account), so that SQS's "does not exist" can be believed.
+    async fn reads_as_owner(&self, account: &AccountId) -> bool {
+        if self.cfg.aws.reader_roles.contains_key(account) {
+            return true;
+        }
+        let home = self
+            .home_account
+            .get_or_init(|| async {
+                let sts = aws_sdk_sts::Client::new(&self.base);
+                let out = tokio::time::timeout(
+                    self.cfg.aws.call_timeout,
+                    sts.get_caller_identity().send(),
+                )
+                .await;
+                let outcome = match &out {
+                    Ok(Ok(_)) => "ok",
+                    _ => "unavailable",
+                };
+                self.metrics.call("sts", "GetCallerIdentity", outcome);
+                match out {
+                    Ok(Ok(o)) => o.account().and_then(|a| AccountId::parse(a).ok()),
+                    _ => None,
+                }
+            })
+            .await;
+        home.as_ref() == Some(account)
     }
 
     /// One AWS call: under the service's concurrency limit, with a deadline, classified and
@@ -620,10 +652,29 @@ impl Inner {
                     .queue_owner_aws_account_id(q.account().as_str())
                     .send(),
             )
-            .await?
-            .queue_url()
-            .map(str::to_string)
-            .ok_or(FetchError::NotFound)?;
+            .await;
+        let url = match url {
+            Ok(out) => out
+                .queue_url()
+                .map(str::to_string)
+                .ok_or(FetchError::NotFound),
+            Err(e) => Err(e),
+        };
+        let url = match url {
+            Ok(u) => u,
+            // SQS says QueueDoesNotExist both for a missing queue and for one the caller may
+            // not see; only a reader in the queue's own account can tell them apart.
+            Err(FetchError::NotFound) if !self.reads_as_owner(q.account()).await => {
+                return Err(FetchError::Denied {
+                    permission: "sqs:GetQueueUrl".into(),
+                    message: format!(
+                        "SQS answers QueueDoesNotExist both for a missing queue and for one the operator may not see; configure aws.readerRoles for account {} to tell them apart",
+                        q.account()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let out = self
             .call(
                 Svc::Sqs,
