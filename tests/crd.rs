@@ -40,3 +40,21 @@ spec:
     );
     assert!(back["spec"].get("binding").is_none(), "the spec is flat");
 }
+
+#[test]
+fn the_sample_bindings_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/samples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let b: SqsAccessBinding =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        b.spec
+            .binding
+            .validate(&Default::default())
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 3);
+}
