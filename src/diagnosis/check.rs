@@ -1041,7 +1041,7 @@ impl Diag {
         kind: &str,
     ) -> Option<&'s OrgAccountEvidence> {
         let note = match &snap.organization {
-            None => format!("the organization is not known: {kind}s of {what} not evaluated"),
+            None => "the organization is not known (add it to the configuration): SCPs and RCPs not evaluated".to_string(),
             Some(org) => match org.accounts.get(acct.as_str()) {
                 Some(a) => return Some(a),
                 None => format!(
@@ -1598,7 +1598,7 @@ fn deny_fix(set: &PolicySet, s: &StatementRef, action: &str, target: FixTarget) 
             "{} denies {action} for this workload: remove it, or narrow it so it does not match{}",
             describe_statement(set, s),
             if conditional {
-                " (or make the request satisfy its condition, e.g. call through the expected network path)"
+                " (or make the request satisfy its condition)"
             } else {
                 ""
             }
