@@ -19,8 +19,10 @@
 #     Certificate, ServiceMonitor and sqsaccess.io objects are skipped (no schema for them);
 #   - the chart's contract: namespaces, labels, the container's flags, env, probes and hardened
 #     securityContext, the ConfigMap (config/operator.yaml survives the round trip unchanged),
-#     exact least-privilege RBAC, Service ports, PDB, ServiceMonitor, the CRD (equal to
-#     crds/sqsaccessbinding.yaml), the ValidatingWebhookConfiguration and each certificate mode;
+#     exact least-privilege RBAC, Service ports, PDB, ServiceMonitor, NetworkPolicy (selects the
+#     operator's pods; 8443 only from networkPolicy.webhookFrom, 8080 only from metricsFrom, egress
+#     open), the CRD (equal to crds/sqsaccessbinding.yaml), the ValidatingWebhookConfiguration and
+#     each certificate mode;
 # and once:
 #   - files/sqsaccessbinding.yaml is a byte-for-byte copy of crds/sqsaccessbinding.yaml;
 #   - invalid values are refused with a message naming the value;
@@ -238,6 +240,14 @@ refuse "existingSecret without name" "existingSecret.name" \
 refuse "config.webhook.deadline not below webhook.timeoutSeconds" "deadline" \
   --set config.webhook.deadline=5s --set webhook.timeoutSeconds=5
 refuse "serviceAccount.create=false without a name" "serviceAccount.name" --set serviceAccount.create=false
+refuse "networkPolicy.enabled without webhookFrom peers" "networkPolicy.webhookFrom" --set networkPolicy.enabled=true
+refuse "networkPolicy.webhookFrom with an empty peer" "webhookFrom" \
+  --set networkPolicy.enabled=true --set-json 'networkPolicy.webhookFrom=[{}]'
+refuse "networkPolicy.webhookFrom ipBlock with a selector" "webhookFrom" \
+  --set networkPolicy.enabled=true --set-json 'networkPolicy.webhookFrom=[{"ipBlock":{"cidr":"10.0.0.0/16"},"podSelector":{}}]'
+refuse "networkPolicy.webhookFrom ipBlock without a CIDR" "cidr" \
+  --set networkPolicy.enabled=true --set-json 'networkPolicy.webhookFrom=[{"ipBlock":{"cidr":"vpc"}}]'
+refuse "networkPolicy.egressTo (unknown key)" "egressTo" --set-json 'networkPolicy.egressTo=[]'
 
 # ---------------------------------------------------------------------------------------------
 # Validate the rendered objects and hold them to the chart's contract
@@ -513,6 +523,34 @@ def check_set(name, docs, v, notes):
                   tag + "ServiceMonitor labels")
     else:
         check(sm is None, tag + "no ServiceMonitor unless enabled")
+
+    # --- NetworkPolicy: the operator's pods, ingress only, 8443 from webhookFrom, 8080 from metricsFrom.
+    np = one("NetworkPolicy")
+    npv = v["networkPolicy"]
+    if npv["enabled"]:
+        if check(np, tag + "one NetworkPolicy"):
+            nps = np["spec"]
+            check(nps.get("podSelector") == {"matchLabels": sel}
+                  and all(pod["metadata"]["labels"].get(k) == x for k, x in sel.items()),
+                  tag + "NetworkPolicy selects exactly the operator's pods: %r" % nps.get("podSelector"))
+            check(nps.get("policyTypes") == ["Ingress"] and "egress" not in nps,
+                  tag + "NetworkPolicy restricts ingress only (egress open)")
+            want = []
+            if webhook_on:
+                want.append({"from": npv["webhookFrom"], "ports": [{"port": 8443, "protocol": "TCP"}]})
+            if npv["metricsFrom"]:
+                want.append({"from": npv["metricsFrom"], "ports": [{"port": 8080, "protocol": "TCP"}]})
+            got = nps.get("ingress")
+            check(got == want, tag + "NetworkPolicy ingress is exactly 8443 from webhookFrom and 8080 from "
+                  "metricsFrom: %r, expected %r" % (got, want))
+            # An empty `from` or `ports` would open the port to everyone, or everything to the peers.
+            check(all(r.get("from") and r.get("ports") for r in got or []),
+                  tag + "every NetworkPolicy rule names its peers and ports")
+            if webhook_on:
+                check(ports.get("webhook") == 8443 and sp.get("webhook", {}).get("targetPort") in ("webhook", 8443),
+                      tag + "the NetworkPolicy's 8443 is the port the Service sends webhook calls to")
+    else:
+        check(np is None, tag + "no NetworkPolicy unless enabled")
 
     # --- CRD
     crd = one("CustomResourceDefinition")

@@ -98,4 +98,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "webhook.certificates.existingSecret.caBundle is required when webhook.certificates.mode is existingSecret: the PEM CA that signed the Secret's certificate" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.networkPolicy.enabled .Values.webhook.enabled (not .Values.networkPolicy.webhookFrom) }}
+{{- fail "networkPolicy.webhookFrom needs at least one peer when networkPolicy.enabled is true: the API server's addresses, e.g. on EKS the VPC CIDR (or the control-plane subnets) as [{ipBlock: {cidr: 10.0.0.0/16}}]" }}
+{{- end }}
 {{- end }}
