@@ -412,6 +412,17 @@ impl QueueRef {
             return Err(bad("user information in the URL is not allowed"));
         }
         let host_lc = host.to_ascii_lowercase();
+        // Only DNS characters (and a port for configured hosts): anything else could be read
+        // differently by another URL parser.
+        if host_lc.is_empty()
+            || !host_lc.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || b == b':'
+            })
+        {
+            return Err(bad(
+                "the host may only contain letters, digits, '.' and '-'",
+            ));
+        }
         let extra = extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host_lc));
         if !extra && scheme != "https" {
             return Err(bad("SQS URLs use https"));
@@ -465,7 +476,7 @@ fn sqs_host_region(host: &str) -> Option<String> {
         ["sqs" | "sqs-fips", region] => region,
         [region, "queue"] => region,
         // vpce-0abc-123.sqs.us-east-1.vpce.amazonaws.com
-        [_, "sqs", region, "vpce"] => region,
+        [endpoint, "sqs", region, "vpce"] if endpoint.starts_with("vpce-") => region,
         _ => return None,
     };
     Region::parse(region).ok().map(|r| r.0)
@@ -529,6 +540,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.arn.as_str(), "arn:aws-cn:sqs:cn-north-1:222222222222:a");
+        let q = QueueRef::parse(
+            "https://vpce-0abc-1234.sqs.us-east-1.vpce.amazonaws.com/222222222222/a",
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(q.arn.region().as_str(), "us-east-1");
         for bad in [
             "https://evil.example.com/222222222222/orders",
             "https://sqs.us-east-1.amazonaws.com.evil.com/222222222222/orders",
@@ -538,6 +556,8 @@ mod tests {
             "https://sqs.us-east-1.amazonaws.com/222222222222",
             "https://s3.us-east-1.amazonaws.com/222222222222/orders",
             "https://127.0.0.1/222222222222/orders",
+            "https://2130706433#.sqs.us-east-1.vpce.amazonaws.com/222222222222/orders",
+            "https://x.sqs.us-east-1.vpce.amazonaws.com/222222222222/orders",
         ] {
             assert!(QueueRef::parse(bad, &[], None).is_err(), "{bad}");
         }
