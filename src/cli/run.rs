@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else "default").
     #[arg(long)]
     pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease (one per installation).
+    #[arg(long, default_value = "sqs-access-operator")]
+    pub lease_name: String,
     /// Run the controller without leader election (single replica, development).
     #[arg(long)]
     pub no_leader_election: bool,
@@ -235,7 +238,7 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             .unwrap_or_else(|| "default".into());
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("sqs-access-operator-{}", std::process::id()));
-        let le = LeaderElection::new(client.clone(), &ns, "sqs-access-operator", &identity);
+        let le = LeaderElection::new(client.clone(), &ns, &args.lease_name, &identity);
         tokio::spawn(le.run(lead_tx));
     }
     let stop = async {
