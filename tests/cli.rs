@@ -1,0 +1,170 @@
+//! The command line as users meet it: exit codes, and clear errors for bad files and
+//! arguments (never a panic).
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqs-access-operator"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn diagnose_exit_codes_follow_the_verdict() {
+    for (file, code, verdict) in [
+        ("examples/snapshots/healthy.yaml", 0, "Allowed"),
+        (
+            "examples/snapshots/identity-policy-missing.yaml",
+            2,
+            "Denied",
+        ),
+        (
+            "examples/snapshots/source-vpce-condition.yaml",
+            3,
+            "Indeterminate",
+        ),
+    ] {
+        let o = run(&["diagnose", file, "--output", "json"], None);
+        assert_eq!(o.status.code(), Some(code), "{file}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["verdict"], verdict);
+        assert!(v["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    }
+    // The quick start: the embedded example, in text.
+    let o = run(&["diagnose"], None);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("Verdict: Allowed"));
+}
+
+#[test]
+fn bad_snapshots_name_the_file_and_the_field() {
+    let dir = std::env::temp_dir().join(format!("cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/snapshots/healthy.yaml"
+    ))
+    .unwrap()
+    .replace("keyState: Enabled", "keyState: Enabled\n  colour: blue");
+    std::fs::write(&bad, text).unwrap();
+    let o = run(&["diagnose", bad.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.yaml") && e.contains("kmsKey") && e.contains("colour"),
+        "{e}"
+    );
+    let o = run(&["diagnose", "/nonexistent/snapshot.yaml"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/snapshot.yaml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn evaluate_reports_bad_lines_and_keeps_going() {
+    let good = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/evaluate/requests.jsonl"
+    ))
+    .unwrap();
+    let first = good.lines().next().unwrap();
+    let input = format!("{first}\nnot json\n{first}\n");
+    let o = run(&["evaluate"], Some(&input));
+    assert_eq!(o.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["decision"], "Allow");
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].is_string());
+    assert_eq!(lines[2]["decision"], "Allow");
+    let o = run(
+        &["evaluate", "--input", "examples/evaluate/requests.jsonl"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = run(&["evaluate", "--input", "/nonexistent.jsonl"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--input /nonexistent.jsonl"));
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    let o = run(&["run", "--recheck-interval", "soon"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--recheck-interval"), "{}", stderr(&o));
+    let o = run(
+        &[
+            "diagnose",
+            "--live",
+            "--queue",
+            "arn:aws:sqs:us-east-1:111111111111:q",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--role-arn"), "{}", stderr(&o));
+    let o = run(
+        &[
+            "diagnose",
+            "--live",
+            "--role-arn",
+            "arn:aws:iam::1:role/x",
+            "--queue",
+            "q",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--role-arn"), "{}", stderr(&o));
+    let o = run(
+        &[
+            "diagnose",
+            "--live",
+            "--role-arn",
+            "x",
+            "--queue",
+            "q",
+            "--access",
+            "publish",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("publish"), "{}", stderr(&o));
+    let o = run(&["frobnicate"], None);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn crd_prints_the_committed_definition() {
+    let o = run(&["crd"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/sqsaccessbinding.yaml"
+    ))
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), committed);
+}
