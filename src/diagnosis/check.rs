@@ -668,7 +668,7 @@ impl Diag {
                         s.conditions.iter().any(|c| {
                             c.key.eq_ignore_ascii_case(&sub_key)
                                 && c.operator.starts_with("StringEquals")
-                                && c.raw_values.iter().any(|v| v.contains(['*', '?']))
+                                && c.raw_values().any(|v| v.contains(['*', '?']))
                         })
                     }) {
                         "; a wildcard in a StringEquals condition is literal: use StringLike"
@@ -800,7 +800,7 @@ impl Diag {
                             && s.action.matches("sqs:listqueues")
                             && s.resource
                                 .as_ref()
-                                .is_some_and(|r| !r.raw.iter().any(|x| x == "*"))
+                                .is_some_and(|r| !r.raw().any(|x| x == "*"))
                     })
                 });
                 if narrow {
@@ -1756,7 +1756,7 @@ fn allowed_values(stmts: &[&crate::policy::Statement], key: &str) -> String {
         .iter()
         .flat_map(|s| s.conditions.iter())
         .filter(|c| c.key.eq_ignore_ascii_case(key))
-        .flat_map(|c| c.raw_values.iter().map(|v| v.as_str()))
+        .flat_map(|c| c.raw_values())
         .collect();
     if vals.is_empty() {
         String::new()

@@ -146,8 +146,9 @@ pub struct Clause {
     /// The key as written.
     pub key: String,
     key_lc: String,
-    /// The values as written.
-    pub raw_values: Vec<String>,
+    /// The values as written, for operators whose values are not text (those of text
+    /// operators are their templates' text).
+    raw_other: Vec<String>,
     values: Vec<Value>,
 }
 
@@ -213,10 +214,33 @@ impl Clause {
         if raw_values.is_empty() {
             return Err(format!("condition key `{key}` has no values"));
         }
-        let values = raw_values
-            .iter()
-            .map(|v| prepare(op, v, variables && op.takes_variables()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let text = matches!(
+            op,
+            Op::StringEquals
+                | Op::StringNotEquals
+                | Op::StringEqualsIgnoreCase
+                | Op::StringNotEqualsIgnoreCase
+                | Op::StringLike
+                | Op::StringNotLike
+                | Op::ArnEquals
+                | Op::ArnLike
+                | Op::ArnNotEquals
+                | Op::ArnNotLike
+        );
+        let (values, raw_other) = if text {
+            let variables = variables && op.takes_variables();
+            let values = raw_values
+                .into_iter()
+                .map(|v| Value::Text(Template::from_string(v, variables)))
+                .collect();
+            (values, Vec::new())
+        } else {
+            let values = raw_values
+                .iter()
+                .map(|v| prepare(op, v, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            (values, raw_values)
+        };
         Ok(Clause {
             operator: operator.to_string(),
             op,
@@ -224,16 +248,27 @@ impl Clause {
             if_exists,
             key: key.to_string(),
             key_lc: key.to_ascii_lowercase(),
-            raw_values,
+            raw_other,
             values,
         })
+    }
+
+    /// The values as written.
+    pub fn raw_values(&self) -> impl Iterator<Item = &str> {
+        self.raw_other
+            .iter()
+            .map(String::as_str)
+            .chain(self.values.iter().filter_map(|v| match v {
+                Value::Text(t) => Some(t.raw()),
+                _ => None,
+            }))
     }
 
     pub fn residual(&self) -> Residual {
         Residual {
             operator: self.operator.clone(),
             key: self.key.clone(),
-            values: self.raw_values.clone(),
+            values: self.raw_values().map(str::to_string).collect(),
         }
     }
 

@@ -265,6 +265,11 @@ pub struct Request {
 impl Request {
     /// Builds a request. The accounts default to the ones in the principal and resource ARNs.
     pub fn new(principal: &str, action: &str, resource: &str, context: Context) -> Self {
+        Request::from_owned(principal, action.to_string(), resource.to_string(), context)
+    }
+
+    /// [`Request::new`], keeping the given action and resource strings.
+    pub fn from_owned(principal: &str, action: String, resource: String, context: Context) -> Self {
         let mut principal = Principal::parse(principal);
         let action_lc = action.to_ascii_lowercase();
         // Web identity and SAML callers are identity providers, even when named like a
@@ -277,17 +282,17 @@ impl Request {
         {
             principal.kind = PrincipalKind::IdentityProvider;
         }
-        let resource_account = Arn::parse(resource)
+        let resource_account = Arn::parse(&resource)
             .ok()
             .map(|a| a.account.to_string())
             .filter(|a| !a.is_empty());
         Request {
             principal,
-            action: action.to_string(),
+            rule: ResourceRule::for_action(&action),
+            action,
             action_lc,
-            resource: resource.to_string(),
+            resource,
             resource_account,
-            rule: ResourceRule::for_action(action),
             context,
         }
     }

@@ -2,6 +2,7 @@
 //! once, at the edge; after that a `Policy` is trusted. Errors name the element that is wrong,
 //! e.g. `Statement[1].Effect: must be "Allow" or "Deny", got "Permit"`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -107,8 +108,14 @@ impl ActionSpec {
 #[derive(Debug, Clone)]
 pub struct ResourceSpec {
     pub negated: bool,
-    pub raw: Vec<String>,
     pub(crate) patterns: Vec<Template>,
+}
+
+impl ResourceSpec {
+    /// The resources as written.
+    pub fn raw(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(Template::raw)
+    }
 }
 
 impl Policy {
@@ -157,7 +164,7 @@ impl Policy {
         self.version.as_deref() == Some("2012-10-17")
     }
 
-    pub(crate) fn compile(raw: RawPolicy) -> Result<Policy, PolicyError> {
+    pub(crate) fn compile(raw: RawPolicy<'_>) -> Result<Policy, PolicyError> {
         let version = raw.version;
         if let Some(v) = &version
             && v != "2012-10-17"
@@ -176,14 +183,7 @@ impl Policy {
         let statements = list
             .into_iter()
             .enumerate()
-            .map(|(i, s)| {
-                let path = if single {
-                    "Statement".to_string()
-                } else {
-                    format!("Statement[{i}]")
-                };
-                compile_statement(i, s, variables, &path)
-            })
+            .map(|(i, s)| compile_statement(i, s, variables, &StmtPath { index: i, single }))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {
             version,
@@ -221,11 +221,37 @@ fn decode_policy_text(text: &str) -> Result<String, PolicyError> {
     ))
 }
 
+/// A statement's place in the document (`Statement` or `Statement[1]`), written out only when
+/// an error names it.
+struct StmtPath {
+    index: usize,
+    single: bool,
+}
+
+impl fmt::Display for StmtPath {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.single {
+            f.write_str("Statement")
+        } else {
+            write!(f, "Statement[{}]", self.index)
+        }
+    }
+}
+
+/// An element of a statement (`Statement[1].Action`).
+struct Sub<'a>(&'a StmtPath, &'static str);
+
+impl fmt::Display for Sub<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
 fn compile_statement(
     index: usize,
-    raw: RawStatement,
+    raw: RawStatement<'_>,
     variables: bool,
-    path: &str,
+    path: &StmtPath,
 ) -> Result<Statement, PolicyError> {
     let effect = match raw.effect.as_deref() {
         Some("Allow") => Effect::Allow,
@@ -244,17 +270,17 @@ fn compile_statement(
         }
     };
     let action = match (raw.action, raw.not_action) {
-        (Some(a), None) => action_spec(a.into_strings(), false, &format!("{path}.Action"))?,
-        (None, Some(a)) => action_spec(a.into_strings(), true, &format!("{path}.NotAction"))?,
+        (Some(a), None) => action_spec(a.into_strings(), false, &Sub(path, "Action"))?,
+        (None, Some(a)) => action_spec(a.into_strings(), true, &Sub(path, "NotAction"))?,
         (Some(_), Some(_)) => {
             return Err(PolicyError::new(
-                path,
+                path.to_string(),
                 "has both Action and NotAction; a statement takes exactly one",
             ));
         }
         (None, None) => {
             return Err(PolicyError::new(
-                path,
+                path.to_string(),
                 "has neither Action nor NotAction; a statement needs one",
             ));
         }
@@ -264,28 +290,28 @@ fn compile_statement(
             r.into_strings(),
             false,
             variables,
-            &format!("{path}.Resource"),
+            &Sub(path, "Resource"),
         )?),
         (None, Some(r)) => Some(resource_spec(
             r.into_strings(),
             true,
             variables,
-            &format!("{path}.NotResource"),
+            &Sub(path, "NotResource"),
         )?),
         (Some(_), Some(_)) => {
             return Err(PolicyError::new(
-                path,
+                path.to_string(),
                 "has both Resource and NotResource; a statement takes at most one",
             ));
         }
         (None, None) => None,
     };
     let principal = match (raw.principal, raw.not_principal) {
-        (Some(p), None) => Some(principal_spec(p, false, &format!("{path}.Principal"))?),
-        (None, Some(p)) => Some(principal_spec(p, true, &format!("{path}.NotPrincipal"))?),
+        (Some(p), None) => Some(principal_spec(p, false, &Sub(path, "Principal"))?),
+        (None, Some(p)) => Some(principal_spec(p, true, &Sub(path, "NotPrincipal"))?),
         (Some(_), Some(_)) => {
             return Err(PolicyError::new(
-                path,
+                path.to_string(),
                 "has both Principal and NotPrincipal; a statement takes at most one",
             ));
         }
@@ -316,24 +342,28 @@ fn compile_statement(
     })
 }
 
-fn action_spec(raw: Vec<String>, negated: bool, path: &str) -> Result<ActionSpec, PolicyError> {
+fn action_spec(
+    raw: Vec<String>,
+    negated: bool,
+    path: &dyn fmt::Display,
+) -> Result<ActionSpec, PolicyError> {
     if raw.is_empty() {
-        return Err(PolicyError::new(path, "must not be an empty list"));
+        return Err(PolicyError::new(
+            path.to_string(),
+            "must not be an empty list",
+        ));
     }
     for a in &raw {
         if a != "*" && !a.contains(':') {
             return Err(PolicyError::new(
-                path,
+                path.to_string(),
                 format!(
                     "\"{a}\" is not an action: it must look like \"service:Action\" (e.g. \"sqs:SendMessage\") or be \"*\""
                 ),
             ));
         }
     }
-    let patterns = raw
-        .iter()
-        .map(|a| Glob::new(&a.to_ascii_lowercase()))
-        .collect();
+    let patterns = raw.iter().map(|a| Glob::new_ascii_lowercase(a)).collect();
     Ok(ActionSpec {
         negated,
         raw,
@@ -345,23 +375,25 @@ fn resource_spec(
     raw: Vec<String>,
     negated: bool,
     variables: bool,
-    path: &str,
+    path: &dyn fmt::Display,
 ) -> Result<ResourceSpec, PolicyError> {
     if raw.is_empty() {
-        return Err(PolicyError::new(path, "must not be an empty list"));
+        return Err(PolicyError::new(
+            path.to_string(),
+            "must not be an empty list",
+        ));
     }
-    let patterns = raw.iter().map(|r| Template::new(r, variables)).collect();
-    Ok(ResourceSpec {
-        negated,
-        raw,
-        patterns,
-    })
+    let patterns = raw
+        .into_iter()
+        .map(|r| Template::from_string(r, variables))
+        .collect();
+    Ok(ResourceSpec { negated, patterns })
 }
 
 fn principal_spec(
-    raw: RawPrincipal,
+    raw: RawPrincipal<'_>,
     negated: bool,
-    path: &str,
+    path: &dyn fmt::Display,
 ) -> Result<PrincipalSpec, PolicyError> {
     let mut spec = PrincipalSpec {
         negated,
@@ -371,11 +403,14 @@ fn principal_spec(
         RawPrincipal::Star => spec.any = true,
         RawPrincipal::Map(entries) => {
             if entries.is_empty() {
-                return Err(PolicyError::new(path, "must not be an empty object"));
+                return Err(PolicyError::new(
+                    path.to_string(),
+                    "must not be an empty object",
+                ));
             }
             for (kind, values) in entries {
                 let values = values.into_strings();
-                match kind.as_str() {
+                match &*kind {
                     "AWS" => {
                         for v in values {
                             if v == "*" {
@@ -390,7 +425,7 @@ fn principal_spec(
                     "CanonicalUser" => spec.canonical_user.extend(values),
                     other => {
                         return Err(PolicyError::new(
-                            path,
+                            path.to_string(),
                             format!(
                                 "unknown principal type \"{other}\" (expected AWS, Service, Federated or CanonicalUser)"
                             ),
@@ -470,26 +505,27 @@ impl<'de> Deserialize<'de> for RawPolicyOrString {
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawPolicy {
+pub(crate) struct RawPolicy<'a> {
     #[serde(rename = "Version")]
     pub(crate) version: Option<String>,
     #[serde(rename = "Id")]
     pub(crate) id: Option<String>,
     #[serde(rename = "Statement")]
-    pub(crate) statement: OneOrMany<RawStatement>,
+    #[serde(borrow)]
+    pub(crate) statement: OneOrMany<RawStatement<'a>>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawStatement {
+pub(crate) struct RawStatement<'a> {
     #[serde(rename = "Sid")]
     sid: Option<String>,
-    #[serde(rename = "Effect")]
-    effect: Option<String>,
-    #[serde(rename = "Principal")]
-    principal: Option<RawPrincipal>,
-    #[serde(rename = "NotPrincipal")]
-    not_principal: Option<RawPrincipal>,
+    #[serde(rename = "Effect", borrow)]
+    effect: Option<Cow<'a, str>>,
+    #[serde(rename = "Principal", borrow)]
+    principal: Option<RawPrincipal<'a>>,
+    #[serde(rename = "NotPrincipal", borrow)]
+    not_principal: Option<RawPrincipal<'a>>,
     #[serde(rename = "Action")]
     action: Option<OneOrMany<Scalar>>,
     #[serde(rename = "NotAction")]
@@ -498,8 +534,8 @@ pub(crate) struct RawStatement {
     resource: Option<OneOrMany<Scalar>>,
     #[serde(rename = "NotResource")]
     not_resource: Option<OneOrMany<Scalar>>,
-    #[serde(rename = "Condition")]
-    condition: Option<Pairs<Pairs<OneOrMany<Scalar>>>>,
+    #[serde(rename = "Condition", borrow)]
+    condition: Option<Pairs<'a, Pairs<'a, OneOrMany<Scalar>>>>,
 }
 
 /// A single value or a list of them, as AWS allows almost everywhere.
@@ -595,21 +631,46 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// A JSON object read as ordered pairs (keeps statement order stable in messages).
-struct Pairs<V>(Vec<(String, V)>);
+/// An object key, borrowed from the input when it holds no escapes.
+struct Key<'a>(Cow<'a, str>);
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Vis<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
-            type Value = Pairs<V>;
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON object read as ordered pairs (keeps statement order stable in messages).
+struct Pairs<'a, V>(Vec<(Cow<'a, str>, V)>);
+
+impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Pairs<'a, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<'a, V>(std::marker::PhantomData<(V, Key<'a>)>);
+        impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for Vis<'a, V> {
+            type Value = Pairs<'a, V>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut v = Vec::new();
-                while let Some((k, val)) = map.next_entry::<String, V>()? {
-                    v.push((k, val));
+                while let Some((k, val)) = map.next_entry::<Key<'a>, V>()? {
+                    v.push((k.0, val));
                 }
                 Ok(Pairs(v))
             }
@@ -618,20 +679,20 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
     }
 }
 
-enum RawPrincipal {
+enum RawPrincipal<'a> {
     Star,
-    Map(Vec<(String, OneOrMany<Scalar>)>),
+    Map(Vec<(Cow<'a, str>, OneOrMany<Scalar>)>),
 }
 
-impl<'de> Deserialize<'de> for RawPrincipal {
+impl<'de: 'a, 'a> Deserialize<'de> for RawPrincipal<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawPrincipal;
+        struct V<'a>(std::marker::PhantomData<Key<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawPrincipal<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("\"*\" or an object with AWS, Service, Federated or CanonicalUser")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPrincipal, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPrincipal<'a>, E> {
                 if v == "*" {
                     Ok(RawPrincipal::Star)
                 } else {
@@ -640,14 +701,14 @@ impl<'de> Deserialize<'de> for RawPrincipal {
                     )))
                 }
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPrincipal, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPrincipal<'a>, A::Error> {
                 let pairs = Pairs::<OneOrMany<Scalar>>::deserialize(
                     de::value::MapAccessDeserializer::new(map),
                 )?;
                 Ok(RawPrincipal::Map(pairs.0))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 

@@ -171,7 +171,7 @@ impl<'de> Deserialize<'de> for PolicyInput {
         // One struct covers both object forms; which fields are present tells them apart.
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
-        struct Either {
+        struct Either<'a> {
             #[serde(default, alias = "policyName", alias = "Name")]
             name: Option<String>,
             #[serde(default, rename = "type")]
@@ -185,8 +185,8 @@ impl<'de> Deserialize<'de> for PolicyInput {
             version: Option<String>,
             #[serde(rename = "Id", default)]
             doc_id: Option<String>,
-            #[serde(rename = "Statement", default)]
-            statement: Option<OneOrMany<RawStatement>>,
+            #[serde(rename = "Statement", default, borrow)]
+            statement: Option<OneOrMany<RawStatement<'a>>>,
         }
         struct V;
         impl<'de> de::Visitor<'de> for V {
@@ -507,7 +507,7 @@ fn build_request(r: RequestInput) -> Result<Request, InputError> {
         };
         context.insert_owned(k, values);
     }
-    let mut req = Request::new(&r.principal, &r.action, &r.resource, context);
+    let mut req = Request::from_owned(&r.principal, r.action, r.resource, context);
     if r.principal_account.is_some() {
         req = req.with_principal_account(r.principal_account);
     }

@@ -27,21 +27,33 @@ pub struct Glob {
 impl Glob {
     /// Compiles `text` where `*` and `?` are wildcards.
     pub fn new(text: &str) -> Self {
-        let mut g = Glob::default();
-        g.push_wild(text);
-        g.literal = !g.toks.iter().any(|t| !matches!(t, Tok::Byte(_)));
-        g
+        Glob::from_bytes(text.bytes())
     }
 
-    fn push_wild(&mut self, text: &str) {
-        self.toks.reserve(text.len());
-        for b in text.bytes() {
-            self.toks.push(match b {
+    /// The pattern of `bytes` (`*` and `?` wildcards), in one pass.
+    fn from_bytes(bytes: impl ExactSizeIterator<Item = u8>) -> Self {
+        let toks: Vec<Tok> = bytes
+            .map(|b| match b {
                 b'*' => Tok::Many,
                 b'?' => Tok::One,
                 b => Tok::Byte(b),
-            });
-        }
+            })
+            .collect();
+        let literal = toks.iter().all(|t| matches!(t, Tok::Byte(_)));
+        Glob { toks, literal }
+    }
+
+    /// [`Glob::new`] of the ASCII lower-case form of `text`.
+    pub fn new_ascii_lowercase(text: &str) -> Self {
+        Glob::from_bytes(text.bytes().map(|b| b.to_ascii_lowercase()))
+    }
+
+    fn push_wild(&mut self, text: &str) {
+        self.toks.extend(text.bytes().map(|b| match b {
+            b'*' => Tok::Many,
+            b'?' => Tok::One,
+            b => Tok::Byte(b),
+        }));
     }
 
     fn push_literal(&mut self, text: &str) {
@@ -144,10 +156,19 @@ enum Seg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     raw: String,
-    segs: Vec<Seg>,
-    /// Precompiled forms when there are no variables.
-    fixed_literal: Option<String>,
-    fixed_glob: Option<Glob>,
+    form: Form,
+}
+
+/// How a [`Template`] is held: the common case (no variables, no escapes) keeps only the raw
+/// text and its pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Form {
+    /// No variables and no escapes: the literal form is the raw text.
+    Plain(Glob),
+    /// No variables, but escapes (`${*}`): the literal form differs from the raw text.
+    Fixed { literal: String, glob: Glob },
+    /// Resolved at evaluation time.
+    Vars(Vec<Seg>),
 }
 
 /// What resolving a template produced.
@@ -163,29 +184,29 @@ impl Template {
     /// Parses `raw`. When `variables` is false (policy version 2008-10-17 or none), `${...}` is
     /// literal text, as AWS treats it.
     pub fn new(raw: &str, variables: bool) -> Self {
-        let segs = if variables {
-            parse_segments(raw)
+        Template::from_string(raw.to_string(), variables)
+    }
+
+    /// [`Template::new`], keeping `raw` as the template's text.
+    pub fn from_string(raw: String, variables: bool) -> Self {
+        let form = if !variables || !raw.contains("${") {
+            Form::Plain(Glob::new(&raw))
         } else {
-            vec![Seg::Text(raw.to_string())]
+            let segs = parse_segments(&raw);
+            if segs.iter().any(|s| matches!(s, Seg::Var { .. })) {
+                Form::Vars(segs)
+            } else if segs.iter().any(|s| matches!(s, Seg::Escaped(_))) {
+                let none = &mut |_: &str, _: Option<&str>| Resolved::Unresolvable;
+                Form::Fixed {
+                    literal: build_literal(&segs, raw.len(), none).unwrap_or_default(),
+                    glob: build_glob(&segs, raw.len(), none).unwrap_or_default(),
+                }
+            } else {
+                // Only text (a `${...}` that is no variable stays as written): the raw text.
+                Form::Plain(Glob::new(&raw))
+            }
         };
-        let has_vars = segs.iter().any(|s| matches!(s, Seg::Var { .. }));
-        let mut t = Template {
-            raw: raw.to_string(),
-            segs,
-            fixed_literal: None,
-            fixed_glob: None,
-        };
-        if !has_vars {
-            t.fixed_literal = Some(
-                t.build_literal(&mut |_, _| Resolved::Unresolvable)
-                    .unwrap_or_default(),
-            );
-            t.fixed_glob = Some(
-                t.build_glob(&mut |_, _| Resolved::Unresolvable)
-                    .unwrap_or_default(),
-            );
-        }
-        t
+        Template { raw, form }
     }
 
     pub fn raw(&self) -> &str {
@@ -193,12 +214,16 @@ impl Template {
     }
 
     pub fn has_variables(&self) -> bool {
-        self.fixed_literal.is_none()
+        matches!(self.form, Form::Vars(_))
     }
 
     /// The names of the context keys this template refers to.
     pub fn variable_keys(&self) -> impl Iterator<Item = &str> {
-        self.segs.iter().filter_map(|s| match s {
+        let segs: &[Seg] = match &self.form {
+            Form::Vars(segs) => segs,
+            _ => &[],
+        };
+        segs.iter().filter_map(|s| match s {
             Seg::Var { key, .. } => Some(key.as_str()),
             _ => None,
         })
@@ -206,11 +231,15 @@ impl Template {
 
     /// The template as a literal string (wildcard characters are plain characters).
     pub fn literal<'a>(&'a self, ctx: &Context) -> Resolved<Cow<'a, str>> {
-        if let Some(l) = &self.fixed_literal {
-            return Resolved::Value(Cow::Borrowed(l));
-        }
+        let segs = match &self.form {
+            Form::Plain(_) => return Resolved::Value(Cow::Borrowed(&self.raw)),
+            Form::Fixed { literal, .. } => return Resolved::Value(Cow::Borrowed(literal)),
+            Form::Vars(segs) => segs,
+        };
         let mut unknown = None;
-        let r = self.build_literal(&mut |k, d| resolve_var(ctx, k, d, &mut unknown));
+        let r = build_literal(segs, self.raw.len(), &mut |k, d| {
+            resolve_var(ctx, k, d, &mut unknown)
+        });
         match (r, unknown) {
             (_, Some(k)) => Resolved::Unknown(k),
             (Some(s), None) => Resolved::Value(Cow::Owned(s)),
@@ -221,57 +250,64 @@ impl Template {
     /// The template as a wildcard pattern (`*`/`?` from the text are wildcards, substituted
     /// values and escapes are literal).
     pub fn glob<'a>(&'a self, ctx: &Context) -> Resolved<Cow<'a, Glob>> {
-        if let Some(g) = &self.fixed_glob {
-            return Resolved::Value(Cow::Borrowed(g));
-        }
+        let segs = match &self.form {
+            Form::Plain(glob) | Form::Fixed { glob, .. } => {
+                return Resolved::Value(Cow::Borrowed(glob));
+            }
+            Form::Vars(segs) => segs,
+        };
         let mut unknown = None;
-        let r = self.build_glob(&mut |k, d| resolve_var(ctx, k, d, &mut unknown));
+        let r = build_glob(segs, self.raw.len(), &mut |k, d| {
+            resolve_var(ctx, k, d, &mut unknown)
+        });
         match (r, unknown) {
             (_, Some(k)) => Resolved::Unknown(k),
             (Some(g), None) => Resolved::Value(Cow::Owned(g)),
             (None, None) => Resolved::Unresolvable,
         }
     }
+}
 
-    fn build_literal(
-        &self,
-        var: &mut dyn FnMut(&str, Option<&str>) -> Resolved<String>,
-    ) -> Option<String> {
-        let mut out = String::with_capacity(self.raw.len());
-        for s in &self.segs {
-            match s {
-                Seg::Text(t) => out.push_str(t),
-                Seg::Escaped(c) => out.push(*c),
-                Seg::Var { key, default } => match var(key, default.as_deref()) {
-                    Resolved::Value(v) => out.push_str(&v),
-                    _ => return None,
-                },
-            }
+fn build_literal(
+    segs: &[Seg],
+    capacity: usize,
+    var: &mut dyn FnMut(&str, Option<&str>) -> Resolved<String>,
+) -> Option<String> {
+    let mut out = String::with_capacity(capacity);
+    for s in segs {
+        match s {
+            Seg::Text(t) => out.push_str(t),
+            Seg::Escaped(c) => out.push(*c),
+            Seg::Var { key, default } => match var(key, default.as_deref()) {
+                Resolved::Value(v) => out.push_str(&v),
+                _ => return None,
+            },
         }
-        Some(out)
     }
+    Some(out)
+}
 
-    fn build_glob(
-        &self,
-        var: &mut dyn FnMut(&str, Option<&str>) -> Resolved<String>,
-    ) -> Option<Glob> {
-        let mut g = Glob {
-            toks: Vec::with_capacity(self.raw.len()),
-            literal: false,
-        };
-        for s in &self.segs {
-            match s {
-                Seg::Text(t) => g.push_wild(t),
-                Seg::Escaped(c) => g.push_literal(c.encode_utf8(&mut [0; 4])),
-                Seg::Var { key, default } => match var(key, default.as_deref()) {
-                    Resolved::Value(v) => g.push_literal(&v),
-                    _ => return None,
-                },
-            }
+fn build_glob(
+    segs: &[Seg],
+    capacity: usize,
+    var: &mut dyn FnMut(&str, Option<&str>) -> Resolved<String>,
+) -> Option<Glob> {
+    let mut g = Glob {
+        toks: Vec::with_capacity(capacity),
+        literal: false,
+    };
+    for s in segs {
+        match s {
+            Seg::Text(t) => g.push_wild(t),
+            Seg::Escaped(c) => g.push_literal(c.encode_utf8(&mut [0; 4])),
+            Seg::Var { key, default } => match var(key, default.as_deref()) {
+                Resolved::Value(v) => g.push_literal(&v),
+                _ => return None,
+            },
         }
-        g.literal = !g.toks.iter().any(|t| !matches!(t, Tok::Byte(_)));
-        Some(g)
     }
+    g.literal = !g.toks.iter().any(|t| !matches!(t, Tok::Byte(_)));
+    Some(g)
 }
 
 fn resolve_var(
@@ -397,7 +433,7 @@ mod tests {
         assert!(!t.has_variables());
         let t = Template::new("${aws:PrincipalTag/team, 'none'}", true);
         assert!(
-            matches!(&t.segs[0], Seg::Var { key, default: Some(d) } if key == "aws:principaltag/team" && d == "none")
+            matches!(&t.form, Form::Vars(segs) if matches!(&segs[0], Seg::Var { key, default: Some(d) } if key == "aws:principaltag/team" && d == "none"))
         );
     }
 }
