@@ -1,13 +1,16 @@
 //! Runs every case in `tests/policy_cases/*.json` through the same path as `evaluate`, and
 //! reports each mismatch with the case's name and the AWS rule it checks.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sqs_access_operator::policy::input::{EvaluationInput, InputError, PolicyCache};
-use sqs_access_operator::policy::{Decision, PolicySet, Request, authorize};
+use sqs_access_operator::policy::input::{EvaluationInput, PolicyCache};
+use sqs_access_operator::policy::{Decision, authorize};
+use support::fingerprint;
 
 #[derive(Deserialize)]
 struct Case {
@@ -128,28 +131,6 @@ fn policy_cases() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// Everything a parsed line determines: the request, the policy set, the response (or the
-/// error).
-fn fingerprint<S: std::borrow::Borrow<PolicySet>>(r: &Result<(Request, S), InputError>) -> String {
-    match r {
-        Err(e) => format!("error {e}"),
-        Ok((req, set)) => {
-            let set: &PolicySet = set.borrow();
-            let mut ctx: Vec<_> = req.context.iter().collect();
-            ctx.sort();
-            format!(
-                "{:?} {} {} {:?} {:?} {ctx:?} {set:?} {}",
-                req.principal,
-                req.action,
-                req.resource,
-                req.resource_account,
-                req.rule,
-                serde_json::to_string(&authorize(req, set)).unwrap()
-            )
-        }
-    }
 }
 
 /// The compile cache of `evaluate` changes nothing: every case, seen first, then again (its

@@ -6,6 +6,8 @@
 //!     whatever the policies say;
 //! (c) very large and deeply nested inputs, and pathological wildcard patterns.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -13,12 +15,13 @@ use proptest::sample::{Index, select};
 use serde_json::{Map, Value, json};
 use sqs_access_operator::cli::evaluate::{evaluate_line, evaluate_stream};
 use sqs_access_operator::policy::arn::resource_match;
-use sqs_access_operator::policy::input::{EvaluationInput, InputError, PolicyCache};
+use sqs_access_operator::policy::input::{EvaluationInput, PolicyCache};
 use sqs_access_operator::policy::pattern::Glob;
 use sqs_access_operator::policy::{
     Context, Decision, NamedPolicy, OrgLevel, Policy, PolicySet, Principal, PrincipalKind, Request,
     Response, authorize,
 };
+use support::fingerprint;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -454,28 +457,6 @@ fn check_line(line: &str) -> Value {
         assert_eq!(v.get("line"), Some(&json!(7)));
     }
     v
-}
-
-/// Everything a parsed line determines: the request, the policy set, the response (or the
-/// error).
-fn fingerprint<S: std::borrow::Borrow<PolicySet>>(r: &Result<(Request, S), InputError>) -> String {
-    match r {
-        Err(e) => format!("error {e}"),
-        Ok((req, set)) => {
-            let set: &PolicySet = set.borrow();
-            let mut ctx: Vec<_> = req.context.iter().collect();
-            ctx.sort();
-            format!(
-                "{:?} {} {} {:?} {:?} {ctx:?} {set:?} {}",
-                req.principal,
-                req.action,
-                req.resource,
-                req.resource_account,
-                req.rule,
-                serde_json::to_string(&authorize(req, set)).unwrap()
-            )
-        }
-    }
 }
 
 /// Feeds `text` to every entry point that takes text.

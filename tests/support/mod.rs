@@ -217,3 +217,30 @@ pub mod fakes {
         }
     }
 }
+
+/// Everything a parsed `evaluate` line determines: the request, the policy set, the response
+/// (or the error). Compares the cached and uncached parse paths.
+pub fn fingerprint<S: std::borrow::Borrow<sqs_access_operator::policy::PolicySet>>(
+    r: &Result<
+        (sqs_access_operator::policy::Request, S),
+        sqs_access_operator::policy::input::InputError,
+    >,
+) -> String {
+    match r {
+        Err(e) => format!("error {e}"),
+        Ok((req, set)) => {
+            let set: &sqs_access_operator::policy::PolicySet = set.borrow();
+            let mut ctx: Vec<_> = req.context.iter().collect();
+            ctx.sort();
+            format!(
+                "{:?} {} {} {:?} {:?} {ctx:?} {set:?} {}",
+                req.principal,
+                req.action,
+                req.resource,
+                req.resource_account,
+                req.rule,
+                serde_json::to_string(&sqs_access_operator::policy::authorize(req, set)).unwrap()
+            )
+        }
+    }
+}
