@@ -2,89 +2,40 @@
 //! request's method, path and body is asserted and answered as the API server would, with a
 //! fake snapshot source standing in for AWS.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use sqs_access_operator::aws::{SnapshotInput, SnapshotSource};
+use sqs_access_operator::aws::SnapshotInput;
 use sqs_access_operator::binding::{ApiLookup, ClusterFacts};
 use sqs_access_operator::controller::status::desired_status;
 use sqs_access_operator::controller::{Context, backoff, error_policy, reconcile};
 use sqs_access_operator::crd::{SqsAccessBinding, SqsAccessBindingStatus};
-use sqs_access_operator::diagnosis::snapshot::{
-    EvidenceError, EvidenceErrorKind, ServiceAccountEvidence, Snapshot,
-};
-use sqs_access_operator::diagnosis::{SpecOptions, diagnose};
+use sqs_access_operator::diagnosis::diagnose;
+use sqs_access_operator::diagnosis::snapshot::ServiceAccountEvidence;
 use sqs_access_operator::metrics::Metrics;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-/// AWS as the healthy example has it, for whatever binding asks; `unavailable` makes every
-/// read fail as throttled.
-struct FakeSource {
-    template: Snapshot,
-    unavailable: bool,
-}
-
-impl FakeSource {
-    fn healthy() -> Self {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/snapshots/identity-policy-missing.yaml"
-        ))
-        .unwrap();
-        let mut template = Snapshot::from_yaml_str(&text).unwrap();
-        // Give the role what it needs, so the example is healthy.
-        let fixed = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/snapshots/queue-policy-explicit-deny.yaml"
-        ))
-        .unwrap();
-        let with_policy = Snapshot::from_yaml_str(&fixed).unwrap();
-        template.role = with_policy.role;
-        FakeSource {
-            template,
-            unavailable: false,
-        }
-    }
-}
-
-impl SnapshotSource for FakeSource {
-    fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
-        Box::pin(async move {
-            let mut s = self.template.clone();
-            s.binding.namespace = input.namespace.clone();
-            s.binding.spec = input.spec.clone();
-            s.service_account = input.service_account.clone();
-            if self.unavailable {
-                s.role = None;
-                s.queue = None;
-                s.evidence_errors.push(EvidenceError {
-                    item: "role".into(),
-                    kind: EvidenceErrorKind::Unavailable,
-                    message: "Throttling: Rate exceeded".into(),
-                    permission: None,
-                });
-            }
-            s
-        })
-    }
-    fn spec_options(&self) -> SpecOptions {
-        SpecOptions::default()
-    }
-}
+/// The healthy queue of the fake source (`support::fakes::ExampleSource`).
+const HEALTHY_QUEUE: &str = "arn:aws:sqs:us-east-1:222222222222:orders";
 
 fn binding(status: Option<SqsAccessBindingStatus>, sa: &str) -> SqsAccessBinding {
+    binding_on(status, sa, HEALTHY_QUEUE)
+}
+
+fn binding_on(status: Option<SqsAccessBindingStatus>, sa: &str, queue: &str) -> SqsAccessBinding {
     let mut b: SqsAccessBinding = serde_json::from_value(json!({
         "apiVersion": "sqsaccess.io/v1alpha1",
         "kind": "SqsAccessBinding",
         "metadata": {"name": "producer-orders", "namespace": "orders", "uid": "1234", "generation": 3, "resourceVersion": "10"},
-        "spec": {"serviceAccountName": sa, "queue": "arn:aws:sqs:us-east-1:111111111111:orders", "access": ["Send"]}
+        "spec": {"serviceAccountName": sa, "queue": queue, "access": ["Send"]}
     }))
     .unwrap();
     b.status = status;
@@ -106,7 +57,7 @@ fn not_found() -> Value {
            "message": "serviceaccounts \"producer\" not found", "reason": "NotFound", "code": 404})
 }
 
-fn context(client: Client, source: FakeSource) -> Arc<Context> {
+fn context(client: Client) -> Arc<Context> {
     let facts = ClusterFacts {
         service_accounts: Arc::new(ApiLookup(client.clone())),
         oidc_issuer: Some(
@@ -116,7 +67,7 @@ fn context(client: Client, source: FakeSource) -> Arc<Context> {
     Arc::new(Context::new(
         client,
         facts,
-        Arc::new(source),
+        Arc::new(support::fakes::ExampleSource),
         Metrics::default(),
         Duration::from_secs(300),
     ))
@@ -214,7 +165,7 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 #[tokio::test]
 async fn a_healthy_binding_becomes_ready_with_an_event() {
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 200, service_account(true)).await;
         let status = expect_status_patch(&mut handle, 200).await;
@@ -242,7 +193,7 @@ async fn a_healthy_binding_becomes_ready_with_an_event() {
 #[tokio::test]
 async fn a_missing_service_account_is_denied_with_a_warning_event() {
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 404, not_found()).await;
         let status = expect_status_patch(&mut handle, 200).await;
@@ -268,7 +219,7 @@ async fn a_missing_service_account_is_denied_with_a_warning_event() {
 #[tokio::test]
 async fn an_unannotated_account_is_denied_and_names_the_fix() {
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 200, service_account(false)).await;
         let status = expect_status_patch(&mut handle, 200).await;
@@ -317,7 +268,7 @@ async fn first_status(ctx: &Context) -> SqsAccessBindingStatus {
 #[tokio::test]
 async fn an_unchanged_fresh_status_is_not_written_again() {
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let status = first_status(&ctx).await;
     assert_eq!(status.verdict.as_deref(), Some("Allowed"));
     let server = tokio::spawn(async move {
@@ -338,7 +289,7 @@ async fn an_unchanged_fresh_status_is_not_written_again() {
 async fn a_changed_verdict_keeps_the_unchanged_conditions_transition_time() {
     // The binding was Ready an hour ago; now the service account lost its annotation.
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let mut old = first_status(&ctx).await;
     let hour_ago =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(1);
@@ -366,9 +317,7 @@ async fn a_changed_verdict_keeps_the_unchanged_conditions_transition_time() {
 #[tokio::test]
 async fn aws_trouble_is_unknown_never_denied_and_rechecks_sooner() {
     let (client, mut handle) = mock();
-    let mut src = FakeSource::healthy();
-    src.unavailable = true;
-    let ctx = context(client, src);
+    let ctx = context(client);
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 200, service_account(true)).await;
         let status = expect_status_patch(&mut handle, 200).await;
@@ -377,7 +326,9 @@ async fn aws_trouble_is_unknown_never_denied_and_rechecks_sooner() {
         assert_eq!(status["reason"], "AwsUnavailable");
         expect_event(&mut handle, "Normal", "AwsUnavailable").await;
     });
-    let action = reconcile(Arc::new(binding(None, "producer")), ctx)
+    // The fake source answers this queue as throttled.
+    let throttled = "arn:aws:sqs:us-east-1:111111111111:throttled";
+    let action = reconcile(Arc::new(binding_on(None, "producer", throttled)), ctx)
         .await
         .unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
@@ -387,7 +338,7 @@ async fn aws_trouble_is_unknown_never_denied_and_rechecks_sooner() {
 #[tokio::test]
 async fn another_namespaces_account_is_refused_without_reading_it() {
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let server = tokio::spawn(async move {
         // No ServiceAccount GET: straight to the status.
         let status = expect_status_patch(&mut handle, 200).await;
@@ -409,7 +360,7 @@ async fn another_namespaces_account_is_refused_without_reading_it() {
 #[tokio::test]
 async fn a_failed_status_write_backs_off_per_binding() {
     let (client, mut handle) = mock();
-    let ctx = context(client, FakeSource::healthy());
+    let ctx = context(client);
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 200, service_account(true)).await;
         expect_status_patch(&mut handle, 500).await;
