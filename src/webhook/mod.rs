@@ -251,18 +251,19 @@ pub async fn review_request(
 
 fn parse_binding(obj: &DynamicObject) -> Result<SqsAccessBinding, String> {
     let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
-    // The spec first, on its own: a flattened struct would lose the field's path.
-    if let Some(spec) = v.get("spec") {
-        serde_path_to_error::deserialize::<_, crate::diagnosis::BindingSpec>(spec.clone())
-            .map_err(|e| {
-                let path = e.path().to_string();
-                format!("spec.{path}: {}", e.into_inner())
-            })?;
-    }
-    serde_path_to_error::deserialize(v).map_err(|e| {
+    let whole = serde_path_to_error::deserialize(&v).map_err(|e| {
         let path = e.path().to_string();
         format!("{path}: {}", e.into_inner())
-    })
+    });
+    // Only on failure, the spec again on its own: a flattened struct loses the field's path.
+    if whole.is_err()
+        && let Some(spec) = v.get("spec")
+        && let Err(e) = serde_path_to_error::deserialize::<_, crate::diagnosis::BindingSpec>(spec)
+    {
+        let path = e.path().to_string();
+        return Err(format!("spec.{path}: {}", e.into_inner()));
+    }
+    whole
 }
 
 async fn evaluate_within_deadline(st: &WebhookState, b: &SqsAccessBinding) -> Verdict {
