@@ -234,15 +234,6 @@ pub async fn review_request(
     {
         return resp;
     }
-    let opts = st.source.spec_options();
-    if let Err(errs) = binding.spec.binding.validate(&opts) {
-        let msg = errs
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return deny(resp, format!("InvalidSpec: {msg}"));
-    }
     let ns = binding.metadata.namespace.clone().unwrap_or_default();
     let mode = st.namespaces.enforcement(&ns).unwrap_or(st.default_mode);
     let verdict = evaluate_within_deadline(st, &binding).await;
@@ -326,11 +317,14 @@ fn decide(
     match v.verdict {
         Outcome::Allowed => resp,
         Outcome::Denied => {
-            let only_missing_sa = v
-                .first_reason()
-                .is_some_and(|f| f.code == ReasonCode::ServiceAccountNotFound);
+            let first = v.first_reason().map(|f| f.code);
             let msg = format!("SqsAccessBinding {name} would not work: {}", summary(v));
-            if only_missing_sa && st.cfg.admit_missing_service_account {
+            // Spec mistakes need no AWS to find: refused in every mode.
+            if first == Some(ReasonCode::InvalidSpec) {
+                deny(resp, msg)
+            } else if first == Some(ReasonCode::ServiceAccountNotFound)
+                && st.cfg.admit_missing_service_account
+            {
                 with_warning(
                     resp,
                     format!("{msg} (admitted: create the service account)"),
