@@ -25,6 +25,9 @@ pub struct Config {
     /// The cluster's OIDC issuer URL; discovered from the API server when absent.
     #[serde(default)]
     pub oidc_issuer: Option<String>,
+    /// The EKS cluster the operator runs in: its Pod Identity associations are read with it.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// How often every binding is re-checked (e.g. `5m`).
     #[serde(default, deserialize_with = "opt_duration")]
     pub recheck_interval: Option<Duration>,
@@ -69,6 +72,22 @@ impl Default for AwsConfig {
     }
 }
 
+/// The EKS cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name; without it Pod Identity associations are not read.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The cluster's region (default: `aws.region`, else `AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The cluster's ARN (default: built from the name, the region and the operator's own
+    /// account).
+    #[serde(default)]
+    pub arn: Option<String>,
+}
+
 /// Concurrent calls per service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -79,6 +98,8 @@ pub struct Concurrency {
     pub sqs: usize,
     #[serde(default = "sixteen")]
     pub kms: usize,
+    #[serde(default = "four")]
+    pub eks: usize,
 }
 
 impl Default for Concurrency {
@@ -87,6 +108,7 @@ impl Default for Concurrency {
             iam: 4,
             sqs: 16,
             kms: 16,
+            eks: 4,
         }
     }
 }

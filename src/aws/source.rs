@@ -18,11 +18,12 @@ use tokio::sync::{Mutex, Semaphore};
 use super::error::{FetchError, classify};
 use super::{SnapshotInput, SnapshotSource};
 use crate::config::Config;
-use crate::diagnosis::check::{ROLE_ARN_ANNOTATION, normalize_issuer};
+use crate::diagnosis::check::normalize_issuer;
+use crate::diagnosis::credentials::{RoleSource, role_source};
 use crate::diagnosis::snapshot::{
     BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, GrantConstraints,
     GrantEvidence, KeyManager, KmsKeyEvidence, NamedDocument, NetworkEvidence, NetworkPath,
-    OidcProviderEvidence, QueueEvidence, RoleEvidence, Snapshot,
+    OidcProviderEvidence, PodIdentityAssociationEvidence, QueueEvidence, RoleEvidence, Snapshot,
 };
 use crate::diagnosis::spec::SpecOptions;
 use crate::ids::{AccountId, QueueArn, Region, RoleArn};
@@ -56,6 +57,7 @@ enum Svc {
     Iam,
     Sqs,
     Kms,
+    Eks,
 }
 
 impl Svc {
@@ -64,6 +66,7 @@ impl Svc {
             Svc::Iam => "iam",
             Svc::Sqs => "sqs",
             Svc::Kms => "kms",
+            Svc::Eks => "eks",
         }
     }
 }
@@ -75,7 +78,11 @@ struct Clients {
     iam: aws_sdk_iam::Client,
     sqs: aws_sdk_sqs::Client,
     kms: aws_sdk_kms::Client,
+    eks: aws_sdk_eks::Client,
 }
+
+/// The Pod Identity associations of one service account in one cluster.
+type AssociationKey = (String, String, String, String);
 
 #[derive(Debug, Clone)]
 struct ProviderList {
@@ -104,6 +111,7 @@ struct Inner {
     iam_limit: Semaphore,
     sqs_limit: Semaphore,
     kms_limit: Semaphore,
+    eks_limit: Semaphore,
     metrics: Metrics,
     spec_opts: SpecOptions,
     roles: Cache<RoleArn, Arc<Fetched<RoleEvidence>>>,
@@ -112,6 +120,7 @@ struct Inner {
     provider_details: Cache<String, Arc<Fetched<ProviderDetail>>>,
     queues: Cache<QueueArn, Arc<Fetched<QueueEvidence>>>,
     keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
+    associations: Cache<AssociationKey, Arc<Fetched<Vec<PodIdentityAssociationEvidence>>>>,
 }
 
 impl AwsSource {
@@ -169,6 +178,7 @@ impl AwsSource {
             iam_limit: Semaphore::new(cfg.aws.concurrency.iam.max(1)),
             sqs_limit: Semaphore::new(cfg.aws.concurrency.sqs.max(1)),
             kms_limit: Semaphore::new(cfg.aws.concurrency.kms.max(1)),
+            eks_limit: Semaphore::new(cfg.aws.concurrency.eks.max(1)),
             spec_opts: SpecOptions {
                 extra_queue_hosts,
                 region: Some(home_region.clone()),
@@ -179,6 +189,7 @@ impl AwsSource {
             provider_details: cache(1_000, ttl),
             queues: cache(10_000, ttl),
             keys: cache(10_000, ttl),
+            associations: cache(10_000, ttl),
             clients: Mutex::new(HashMap::new()),
             home_account: tokio::sync::OnceCell::new(),
             home_region,
@@ -204,14 +215,20 @@ impl AwsSource {
         i.provider_details.invalidate_all();
         i.queues.invalidate_all();
         i.keys.invalidate_all();
+        i.associations.invalidate_all();
     }
 }
 
 impl Inner {
     /// Clients for an account (through its reader role, when one is configured) and region.
     async fn clients(&self, account: &AccountId, region: &Region) -> Arc<Clients> {
-        let reader = self.cfg.aws.reader_roles.get(account);
-        let key = (reader.map(|_| account.clone()), region.to_string());
+        self.clients_as(Some(account), region).await
+    }
+
+    /// Clients for an account (`None`: the operator's own credentials) and region.
+    async fn clients_as(&self, account: Option<&AccountId>, region: &Region) -> Arc<Clients> {
+        let reader = account.and_then(|a| self.cfg.aws.reader_roles.get(a).map(|r| (a, r)));
+        let key = (reader.map(|(a, _)| a.clone()), region.to_string());
         let mut map = self.clients.lock().await;
         if let Some(c) = map.get(&key) {
             return c.clone();
@@ -221,7 +238,7 @@ impl Inner {
             .to_builder()
             .region(SdkRegion::new(region.to_string()))
             .build();
-        if let Some(role) = reader {
+        if let Some((_, role)) = reader {
             let provider = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
                 .session_name("sqs-access-operator")
                 .configure(&self.base)
@@ -238,6 +255,7 @@ impl Inner {
             iam: aws_sdk_iam::Client::new(&conf),
             sqs: aws_sdk_sqs::Client::new(&conf),
             kms: aws_sdk_kms::Client::new(&conf),
+            eks: aws_sdk_eks::Client::new(&conf),
         });
         // Regions come from user specs: keep the map bounded.
         if map.len() >= 64 {
@@ -253,8 +271,12 @@ impl Inner {
         if self.cfg.aws.reader_roles.contains_key(account) {
             return true;
         }
-        let home = self
-            .home_account
+        self.home_account().await.as_ref() == Some(account)
+    }
+
+    /// The account of the operator's own credentials (asked once).
+    async fn home_account(&self) -> Option<AccountId> {
+        self.home_account
             .get_or_init(|| async {
                 let sts = aws_sdk_sts::Client::new(&self.base);
                 let out = tokio::time::timeout(
@@ -272,8 +294,8 @@ impl Inner {
                     _ => None,
                 }
             })
-            .await;
-        home.as_ref() == Some(account)
+            .await
+            .clone()
     }
 
     /// One AWS call: under the service's concurrency limit, with a deadline, classified and
@@ -292,6 +314,7 @@ impl Inner {
             Svc::Iam => &self.iam_limit,
             Svc::Sqs => &self.sqs_limit,
             Svc::Kms => &self.kms_limit,
+            Svc::Eks => &self.eks_limit,
         };
         let _permit = limit.acquire().await.expect("semaphores are never closed");
         // Retries happen inside the SDK; this deadline bounds all of them together.
@@ -834,6 +857,150 @@ impl Inner {
         })
     }
 
+    // ---- EKS ----
+
+    /// The cluster whose Pod Identity associations count: its name (the input's, else the
+    /// configuration's), region, account and ARN.
+    async fn cluster(&self, input: &SnapshotInput) -> ClusterEvidence {
+        let cfg = &self.cfg.cluster;
+        let name = input.cluster_name.clone().or_else(|| cfg.name.clone());
+        // The configured ARN describes the configured cluster only.
+        let arn = cfg
+            .arn
+            .clone()
+            .filter(|_| input.cluster_name.is_none() || input.cluster_name == cfg.name);
+        let mut c = ClusterEvidence {
+            oidc_issuer: input.oidc_issuer.clone(),
+            name,
+            arn,
+            account: None,
+            region: None,
+        };
+        if c.name.is_none() {
+            return c;
+        }
+        c.region = Some(
+            c.cluster_region()
+                .or_else(|| cfg.region.clone())
+                .unwrap_or_else(|| self.home_region.to_string()),
+        );
+        if c.cluster_account().is_none() {
+            // The operator runs in the cluster's account.
+            c.account = self.home_account().await.map(|a| a.to_string());
+        }
+        c
+    }
+
+    async fn associations(
+        &self,
+        cluster: &str,
+        region: &Region,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<Vec<PodIdentityAssociationEvidence>>, FetchError> {
+        let key = (
+            cluster.to_string(),
+            region.to_string(),
+            namespace.to_string(),
+            service_account.to_string(),
+        );
+        self.cached(
+            &self.associations,
+            "podIdentityAssociations",
+            key,
+            || async {
+                fetched(
+                    self.fetch_associations(cluster, region, namespace, service_account)
+                        .await,
+                )
+            },
+        )
+        .await
+    }
+
+    async fn fetch_associations(
+        &self,
+        cluster: &str,
+        region: &Region,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Vec<PodIdentityAssociationEvidence>, FetchError> {
+        let c = self.clients_as(None, region).await;
+        let summaries = self
+            .call(
+                Svc::Eks,
+                "ListPodIdentityAssociations",
+                "eks:ListPodIdentityAssociations",
+                c.eks
+                    .list_pod_identity_associations()
+                    .cluster_name(cluster)
+                    .namespace(namespace)
+                    .service_account(service_account)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>(),
+            )
+            .await?;
+        let c = &c;
+        let described = join_all(
+            summaries
+                .iter()
+                .filter(|a| {
+                    a.namespace() == Some(namespace) && a.service_account() == Some(service_account)
+                })
+                .filter_map(|a| a.association_id())
+                .map(|id| async move {
+                    self.call(
+                        Svc::Eks,
+                        "DescribePodIdentityAssociation",
+                        "eks:DescribePodIdentityAssociation",
+                        c.eks
+                            .describe_pod_identity_association()
+                            .cluster_name(cluster)
+                            .association_id(id)
+                            .send(),
+                    )
+                    .await
+                }),
+        )
+        .await;
+        let mut out = Vec::new();
+        for d in described {
+            let a = match d {
+                Ok(o) => match o.association {
+                    Some(a) => a,
+                    None => continue,
+                },
+                // Deleted between the list and the describe.
+                Err(FetchError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(role_arn) = a.role_arn() else {
+                continue;
+            };
+            out.push(PodIdentityAssociationEvidence {
+                association_id: a.association_id().map(str::to_string),
+                association_arn: a.association_arn().map(str::to_string),
+                namespace: a.namespace().unwrap_or(namespace).to_string(),
+                service_account: a.service_account().unwrap_or(service_account).to_string(),
+                role_arn: role_arn.to_string(),
+                target_role_arn: a.target_role_arn().map(str::to_string),
+                external_id: a.external_id().map(str::to_string),
+                disable_session_tags: a.disable_session_tags().unwrap_or(false),
+                policy: a
+                    .policy()
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| parse_doc(p, "the association's session policy"))
+                    .transpose()?,
+                modified_at: a
+                    .modified_at()
+                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+            });
+        }
+        Ok(out)
+    }
+
     // ---- assembly ----
 
     async fn build(&self, input: &SnapshotInput) -> Snapshot {
@@ -851,9 +1018,11 @@ impl Inner {
             service_account: input.service_account.clone(),
             cluster: ClusterEvidence {
                 oidc_issuer: input.oidc_issuer.clone(),
-                name: input.cluster_name.clone(),
+                ..Default::default()
             },
+            pod_identity_associations: None,
             role: None,
+            target_role: None,
             oidc_providers: None,
             queue: None,
             kms_key: None,
@@ -884,12 +1053,54 @@ impl Inner {
                 },
             });
         }
-        let role_arn = input
-            .service_account
-            .as_ref()
-            .filter(|sa| sa.found)
-            .and_then(|sa| sa.annotations.get(ROLE_ARN_ANNOTATION))
-            .and_then(|a| RoleArn::parse(a).ok());
+        let mut errors = Vec::new();
+        // Which role the service account gets: a Pod Identity association wins over the IRSA
+        // annotation, as in EKS, so the associations are read first.
+        let sa = input.service_account.as_ref().filter(|sa| sa.found);
+        snap.cluster = self.cluster(input).await;
+        if let (Some(_), Some(name)) = (sa, snap.cluster.name.clone()) {
+            let region = snap
+                .cluster
+                .region
+                .as_deref()
+                .and_then(|r| Region::parse(r).ok())
+                .unwrap_or_else(|| self.home_region.clone());
+            match self
+                .associations(&name, &region, &input.namespace, &spec.service_account)
+                .await
+            {
+                Ok(Some(list)) => snap.pod_identity_associations = Some(list),
+                Ok(None) => errors.push(EvidenceError {
+                    item: "podIdentityAssociations".into(),
+                    kind: EvidenceErrorKind::Unreadable,
+                    message: format!(
+                        "EKS cluster {name} was not found in {region}: check cluster.name and cluster.region"
+                    ),
+                    permission: None,
+                }),
+                Err(e) => errors.push(evidence_error("podIdentityAssociations", &e)),
+            }
+        }
+        let source = sa.map(|sa| {
+            role_source(
+                &input.namespace,
+                &spec.service_account,
+                &sa.annotations,
+                snap.pod_identity_associations.as_deref(),
+            )
+        });
+        let (role_arn, target_arn, irsa) = match source {
+            Some(RoleSource::Irsa { role_arn }) => (RoleArn::parse(role_arn).ok(), None, true),
+            Some(RoleSource::PodIdentity { association, .. }) => (
+                RoleArn::parse(&association.role_arn).ok(),
+                association
+                    .target_role_arn
+                    .as_deref()
+                    .and_then(|t| RoleArn::parse(t).ok()),
+                false,
+            ),
+            _ => (None, None, false),
+        };
         let issuer = input.oidc_issuer.as_deref().map(normalize_issuer);
         let role_fut = async {
             match &role_arn {
@@ -897,30 +1108,41 @@ impl Inner {
                 None => None,
             }
         };
+        let target_fut = async {
+            match &target_arn {
+                Some(r) => Some(self.role(r).await),
+                None => None,
+            }
+        };
         let providers_fut = async {
             match (&role_arn, &issuer) {
-                (Some(r), Some(i)) => Some(self.providers(r.account(), i).await),
+                (Some(r), Some(i)) if irsa => Some(self.providers(r.account(), i).await),
                 _ => None,
             }
         };
         let queue_fut = self.queue(&spec.queue.arn);
-        let (role, providers, queue) = tokio::join!(role_fut, providers_fut, queue_fut);
-        let mut errors = Vec::new();
-        match role {
-            Some(Ok(Some(r))) => snap.role = Some(r),
-            Some(Ok(None)) => {
-                snap.role = Some(RoleEvidence {
-                    arn: role_arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-                    found: false,
-                    trust_policy: None,
-                    inline_policies: vec![],
-                    managed_policies: vec![],
-                    permissions_boundary: None,
-                    tags: Default::default(),
-                })
+        let (role, target, providers, queue) =
+            tokio::join!(role_fut, target_fut, providers_fut, queue_fut);
+        for (item, arn, got, slot) in [
+            ("role", &role_arn, role, &mut snap.role),
+            ("targetRole", &target_arn, target, &mut snap.target_role),
+        ] {
+            match got {
+                Some(Ok(Some(r))) => *slot = Some(r),
+                Some(Ok(None)) => {
+                    *slot = Some(RoleEvidence {
+                        arn: arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                        found: false,
+                        trust_policy: None,
+                        inline_policies: vec![],
+                        managed_policies: vec![],
+                        permissions_boundary: None,
+                        tags: Default::default(),
+                    })
+                }
+                Some(Err(e)) => errors.push(evidence_error(item, &e)),
+                None => {}
             }
-            Some(Err(e)) => errors.push(evidence_error("role", &e)),
-            None => {}
         }
         match providers {
             Some(Ok(p)) => snap.oidc_providers = Some(p),

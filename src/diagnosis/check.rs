@@ -5,17 +5,19 @@
 use serde::Serialize;
 
 use super::findings::merge_fixes;
+use super::pod_identity::{SessionTags, pod_identity_session_tags};
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, Outcome, ReasonCode};
-use super::snapshot::{EvidenceErrorKind, NetworkPath, RoleEvidence, Snapshot};
+use super::snapshot::{
+    EvidenceErrorKind, NetworkPath, PodIdentityAssociationEvidence, RoleEvidence, Snapshot,
+};
 use super::spec::{SpecOptions, ValidSpec};
 pub use super::trust::normalize_issuer;
 use crate::ids::RoleArn;
-use crate::policy::{Decision, Gap, LayerOutcome, Request, Response, StatementRef};
+use crate::policy::{Decision, Gap, LayerOutcome, NamedPolicy, Request, Response, StatementRef};
 
-/// The IRSA annotations (amazon-eks-pod-identity-webhook).
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+pub use super::credentials::{
+    AUDIENCE_ANNOTATION, DEFAULT_AUDIENCE, Mechanism, ROLE_ARN_ANNOTATION,
+};
 
 /// The result of a diagnosis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -79,10 +81,23 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedRole {
+    /// The role the workload acts as (with a Pod Identity target role, the target).
     pub arn: String,
-    /// Where the role came from: `serviceAccountAnnotation`.
+    /// Where the role came from: `serviceAccountAnnotation` or `podIdentityAssociation`.
     pub source: String,
-    pub audience: String,
+    pub mechanism: Mechanism,
+    /// IRSA: the token audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Pod Identity: the association.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    /// The roles assumed in order, when more than one (Pod Identity target role).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// An IRSA annotation that Pod Identity overrides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored_irsa_role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,6 +158,12 @@ pub(super) struct Who<'a> {
     pub(super) provider_arn: Option<String>,
     /// The VPC endpoint the workload reaches SQS through, when known.
     pub(super) vpce: Option<String>,
+    /// The session tags EKS Pod Identity adds (none for IRSA).
+    pub(super) session_tags: SessionTags,
+    /// The Pod Identity association's session policy.
+    pub(super) session_policy: Option<NamedPolicy>,
+    /// The Pod Identity association, when that is the mechanism.
+    pub(super) association: Option<&'a PodIdentityAssociationEvidence>,
 }
 
 impl Diag {
@@ -199,7 +220,6 @@ impl Diag {
                 return;
             }
         };
-        let ns = snap.binding.namespace.as_str();
         let sa_name = spec.service_account.as_str();
         for e in &snap.evidence_errors {
             let (code, why) = match e.kind {
@@ -222,160 +242,67 @@ impl Diag {
         }
         let has_error = |item: &str| snap.evidence_errors.iter().any(|e| e.item == item);
 
-        // The service account and its role annotation.
-        let Some(sa) = &snap.service_account else {
-            if !has_error("serviceAccount") {
-                self.push(Finding::new(
-                    ReasonCode::EvidenceUnreadable,
-                    DiagLayer::Evidence,
-                    format!("service account {ns}/{sa_name} was not read"),
-                ));
-            }
+        // The service account and the role it gets.
+        let Some(cred) = self.resolve_credentials(snap, sa_name) else {
             return;
         };
-        let sa_target = FixTarget::ServiceAccount {
-            namespace: ns.to_string(),
-            name: sa_name.to_string(),
-        };
-        if !sa.found {
-            self.push(
-                Finding::new(
-                    ReasonCode::ServiceAccountNotFound,
-                    DiagLayer::ServiceAccount,
-                    format!("service account {ns}/{sa_name} does not exist"),
-                )
-                .fix(Fix {
-                    target: sa_target,
-                    instruction: format!(
-                        "create service account {sa_name} in namespace {ns} with the annotation {ROLE_ARN_ANNOTATION}: <role ARN>"
-                    ),
-                    statement: None,
-                }),
-            );
-            return;
-        }
-        let Some(raw_role) = sa.annotations.get(ROLE_ARN_ANNOTATION) else {
-            self.push(
-                Finding::new(
-                    ReasonCode::ServiceAccountHasNoRole,
-                    DiagLayer::ServiceAccount,
-                    format!(
-                        "service account {ns}/{sa_name} has no {ROLE_ARN_ANNOTATION} annotation, so pods using it get no IRSA credentials (the SDK falls back to the node's role)"
-                    ),
-                )
-                .fix(Fix {
-                    target: sa_target,
-                    instruction: format!(
-                        "kubectl annotate serviceaccount -n {ns} {sa_name} {ROLE_ARN_ANNOTATION}=<role ARN>, then restart the pods"
-                    ),
-                    statement: None,
-                }),
-            );
-            return;
-        };
-        let role_arn = match RoleArn::parse(raw_role) {
-            Ok(r) => r,
-            Err(e) => {
-                self.push(
-                    Finding::new(
-                        ReasonCode::InvalidRoleArn,
-                        DiagLayer::ServiceAccount,
-                        format!(
-                            "the {ROLE_ARN_ANNOTATION} annotation of {ns}/{sa_name} is invalid: {e}; STS answers \"Request ARN is invalid\""
-                        ),
-                    )
-                    .fix(Fix {
-                        target: sa_target,
-                        instruction: format!(
-                            "set {ROLE_ARN_ANNOTATION} to a role ARN such as arn:aws:iam::123456789012:role/NAME"
-                        ),
-                        statement: None,
-                    }),
-                );
-                return;
-            }
-        };
-        let audience = sa
-            .annotations
-            .get(AUDIENCE_ANNOTATION)
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string());
-        self.role = Some(ResolvedRole {
-            arn: role_arn.to_string(),
-            source: "serviceAccountAnnotation".into(),
-            audience: audience.clone(),
-        });
-
-        let Some(role) = &snap.role else {
-            if !has_error("role") {
-                self.push(Finding::new(
-                    ReasonCode::EvidenceUnreadable,
-                    DiagLayer::Evidence,
-                    format!("role {role_arn} was not read"),
-                ));
-            }
-            return;
-        };
-        if !role.found {
-            self.push(
-                Finding::new(
-                    ReasonCode::RoleNotFound,
-                    DiagLayer::TrustPolicy,
-                    format!(
-                        "role {role_arn} named by {ns}/{sa_name} does not exist (STS reports this as a generic AccessDenied)"
-                    ),
-                )
-                .fix(Fix {
-                    target: FixTarget::ServiceAccount {
-                        namespace: ns.to_string(),
-                        name: sa_name.to_string(),
-                    },
-                    instruction: format!(
-                        "create role {} in account {}, or point {ROLE_ARN_ANNOTATION} at an existing role",
-                        role_arn.name(),
-                        role_arn.account()
-                    ),
-                    statement: None,
-                }),
-            );
-            return;
-        }
-        if role.arn != role_arn.as_str() {
-            self.warnings.push(format!(
-                "the snapshot's role {} differs from the annotation's {role_arn}; evaluating the snapshot's documents",
-                role.arn
-            ));
-        }
-
+        let (role_arn, role) = cred.acting();
         let issuer = snap
             .cluster
             .oidc_issuer
             .as_deref()
             .map(normalize_issuer)
             .filter(|i| !i.is_empty());
-        let provider_arn = issuer.as_ref().map(|i| {
-            format!(
-                "arn:{}:iam::{}:oidc-provider/{}",
-                role_arn.partition(),
-                role_arn.account(),
-                i
-            )
-        });
+        let provider_arn = match cred.mechanism {
+            Mechanism::Irsa => issuer.as_ref().map(|i| {
+                format!(
+                    "arn:{}:iam::{}:oidc-provider/{}",
+                    role_arn.partition(),
+                    role_arn.account(),
+                    i
+                )
+            }),
+            Mechanism::PodIdentity => None,
+        };
+        let (session_tags, session_policy) = match cred.association {
+            Some(a) => (
+                pod_identity_session_tags(snap, a),
+                a.policy.as_ref().map(|p| {
+                    NamedPolicy::new(
+                        format!(
+                            "session policy of Pod Identity association {}",
+                            a.association_id.as_deref().unwrap_or_default()
+                        ),
+                        p.policy.clone(),
+                    )
+                }),
+            ),
+            None => (SessionTags::default(), None),
+        };
         let who = Who {
             snap,
             spec: &spec,
             role_arn: role_arn.clone(),
             role,
-            session: role_arn.session_arn("irsa-session"),
-            provider_arn: provider_arn.clone(),
+            session: role_arn.session_arn(match cred.mechanism {
+                Mechanism::Irsa => "irsa-session",
+                Mechanism::PodIdentity => "eks-pod-identity-session",
+            }),
+            provider_arn,
             vpce: spec.vpc_endpoint_id.clone().or_else(|| {
                 snap.network
                     .as_ref()
                     .filter(|n| n.path == NetworkPath::VpcEndpoint)
                     .and_then(|n| n.vpc_endpoint_id.clone())
             }),
+            session_tags,
+            session_policy,
+            association: cred.association,
         };
-        self.check_trust(&who, issuer.as_deref(), &audience);
+        match cred.mechanism {
+            Mechanism::Irsa => self.check_trust(&who, issuer.as_deref(), &cred.audience),
+            Mechanism::PodIdentity => self.check_pod_identity(&who, &cred),
+        }
 
         // The queue.
         let queue_arn = spec.queue.arn.clone();

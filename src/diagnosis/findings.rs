@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::check::{Diag, Who};
+use super::pod_identity::SESSION_TAG_KEYS;
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, ReasonCode};
 use crate::policy::{Decision, Layer, NamedPolicy, PolicySet, Response, StatementRef};
 
@@ -66,7 +67,13 @@ impl Diag {
                                 endpoint: who.vpce.clone().unwrap_or_default(),
                             },
                         ),
-                        (Layer::Resource | Layer::SessionPolicy, Target::Queue) => (
+                        (Layer::SessionPolicy, _) => (
+                            ReasonCode::ExplicitDenyInSessionPolicy,
+                            DiagLayer::SessionPolicy,
+                            "a session policy",
+                            association_target(who),
+                        ),
+                        (Layer::Resource, Target::Queue) => (
                             ReasonCode::ExplicitDenyInQueuePolicy,
                             DiagLayer::QueuePolicy,
                             "a resource-based policy",
@@ -74,7 +81,7 @@ impl Diag {
                                 queue: who.spec.queue.arn.to_string(),
                             },
                         ),
-                        (Layer::Resource | Layer::SessionPolicy, Target::Key) => (
+                        (Layer::Resource, Target::Key) => (
                             ReasonCode::ExplicitDenyInKmsKeyPolicy,
                             DiagLayer::KmsKeyPolicy,
                             "a resource-based policy",
@@ -121,7 +128,8 @@ impl Diag {
                                 ReasonCode::IdentityPolicyDoesNotAllow,
                                 DiagLayer::IdentityPolicy,
                                 format!(
-                                    "{caller} because no identity-based policy allows the {action} action"
+                                    "{caller} because no identity-based policy allows the {action} action{}",
+                                    session_tag_hint(who, set)
                                 ),
                                 Fix {
                                     target: FixTarget::RolePolicy { role: role.into() },
@@ -210,14 +218,39 @@ impl Diag {
                                 },
                             )
                         }
-                        Layer::Resource | Layer::SessionPolicy => match target {
+                        Layer::SessionPolicy => {
+                            let mut st = json!({ "Sid": sid, "Effect": "Allow", "Action": [action], "Resource": resource });
+                            if target == Target::Key {
+                                st["Condition"] = kms_cond();
+                            }
+                            let id = who
+                                .association
+                                .and_then(|a| a.association_id.clone())
+                                .unwrap_or_else(|| "<association id>".into());
+                            (
+                                ReasonCode::PodIdentitySessionPolicyDoesNotAllow,
+                                DiagLayer::SessionPolicy,
+                                format!(
+                                    "{caller} because no session policy allows the {action} action (the session policy of EKS Pod Identity association {id} limits what role {role} may do)"
+                                ),
+                                Fix {
+                                    target: association_target(who),
+                                    instruction: format!(
+                                        "add this statement to the session policy of EKS Pod Identity association {id} (aws eks update-pod-identity-association --association-id {id} --policy ...), or remove the session policy"
+                                    ),
+                                    statement: Some(st),
+                                },
+                            )
+                        }
+                        Layer::Resource => match target {
                             Target::Queue => (
                                 ReasonCode::QueuePolicyDoesNotAllowCrossAccount,
                                 DiagLayer::QueuePolicy,
                                 format!(
-                                    "{caller} because no resource-based policy allows the {action} action: the role's account {} differs from the queue's {}, so the queue policy must allow it too",
+                                    "{caller} because no resource-based policy allows the {action} action: the role's account {} differs from the queue's {}, so the queue policy must allow it too{}",
                                     who.role_arn.account(),
-                                    who.spec.queue.arn.account()
+                                    who.spec.queue.arn.account(),
+                                    session_tag_hint(who, set)
                                 ),
                                 Fix {
                                     target: FixTarget::QueuePolicy {
@@ -264,6 +297,63 @@ impl Diag {
                 self.push(depends_finding(resp, action, layer));
             }
         }
+    }
+}
+
+/// When a policy of `set` reads a Pod Identity session tag the session does not have: why.
+fn session_tag_hint(who: &Who, set: &PolicySet) -> String {
+    let policies = set
+        .identity
+        .iter()
+        .chain(&set.resource)
+        .chain(&set.permission_boundary)
+        .chain(&set.session_policy);
+    let mut texts: Vec<String> = Vec::new();
+    for p in policies {
+        for st in &p.policy.statements {
+            for c in &st.conditions {
+                texts.push(c.key.to_ascii_lowercase());
+                texts.extend(c.raw_values().map(str::to_ascii_lowercase));
+            }
+            if let Some(r) = &st.resource {
+                texts.extend(r.raw().map(str::to_ascii_lowercase));
+            }
+        }
+    }
+    let missing: Vec<String> = SESSION_TAG_KEYS
+        .iter()
+        .filter(|k| {
+            let key = format!("aws:principaltag/{k}");
+            !who.session_tags.known.contains_key(**k)
+                && !who.session_tags.unknown.contains(k)
+                && texts.iter().any(|t| t.contains(&key))
+        })
+        .map(|k| format!("aws:PrincipalTag/{k}"))
+        .collect();
+    if missing.is_empty() {
+        return String::new();
+    }
+    let keys = missing.join(" and ");
+    match who.association {
+        Some(_) => format!(
+            "; a policy reads {keys}, but the EKS Pod Identity association disables session tags, so the session has none"
+        ),
+        None => format!(
+            "; a policy reads {keys}, session tags only EKS Pod Identity adds: an IRSA session has none"
+        ),
+    }
+}
+
+/// Where the Pod Identity association of the workload is changed.
+fn association_target(who: &Who) -> FixTarget {
+    FixTarget::PodIdentityAssociation {
+        cluster: who
+            .snap
+            .cluster
+            .cluster_name()
+            .unwrap_or_else(|| "<cluster>".into()),
+        namespace: who.snap.binding.namespace.clone(),
+        service_account: who.spec.service_account.clone(),
     }
 }
 

@@ -3,14 +3,17 @@
 //! and fixes. Pure: a [`Snapshot`] goes in, a [`Verdict`] comes out.
 //!
 //! Split the way a reader follows a request: [`check`] runs the steps in order and holds the
-//! verdict; `trust` (the credential step), `sqs`, `kms`; `context` builds what every evaluation
+//! verdict; `credentials` (which role, IRSA or Pod Identity), `trust` (IRSA) and `pod_identity`
+//! (the rest of the credential step), `sqs`, `kms`; `context` builds what every evaluation
 //! shares; `findings` turns the engine's answers into reasons and fixes.
 
 pub mod access;
 pub mod check;
 mod context;
+pub mod credentials;
 mod findings;
 mod kms;
+mod pod_identity;
 pub mod reason;
 pub mod report;
 pub mod snapshot;

@@ -149,15 +149,27 @@ pub mod fakes {
         Snapshot::from_yaml_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
+    /// The annotation that picks an example snapshot by name for a service account.
+    pub const EXAMPLE_ANNOTATION: &str = "test.sqsaccess.io/example";
+
     /// `...:222222222222:orders` is healthy; `...:111111111111:orders` lacks the identity
-    /// policy; `throttled` is unavailable; `slow` takes 5 s.
+    /// policy; `throttled` is unavailable; `slow` takes 5 s. A service account annotated
+    /// `test.sqsaccess.io/example: NAME` gets example NAME (e.g. `pod-identity-healthy`, whose
+    /// association is for orders/producer). The cluster's Pod Identity associations count as
+    /// read (none) unless the example has some.
     pub struct ExampleSource;
 
     impl SnapshotSource for ExampleSource {
         fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
             Box::pin(async move {
                 let q = input.spec.queue.as_str();
-                let mut s = if q.ends_with("222222222222:orders") {
+                let named = input
+                    .service_account
+                    .as_ref()
+                    .and_then(|sa| sa.annotations.get(EXAMPLE_ANNOTATION));
+                let mut s = if let Some(name) = named {
+                    example(name)
+                } else if q.ends_with("222222222222:orders") {
                     example("healthy")
                 } else {
                     example("identity-policy-missing")
@@ -167,7 +179,10 @@ pub mod fakes {
                 }
                 s.binding.namespace = input.namespace.clone();
                 s.binding.spec = input.spec.clone();
-                s.service_account = input.service_account.clone();
+                if named.is_none() {
+                    s.service_account = input.service_account.clone();
+                }
+                s.pod_identity_associations.get_or_insert_with(Vec::new);
                 if q.ends_with(":throttled") {
                     s.role = None;
                     s.evidence_errors.push(EvidenceError {
