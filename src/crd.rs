@@ -72,6 +72,10 @@ pub struct SqsAccessBindingStatus {
     /// Layers that were not known and so not evaluated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Things that work but deserve attention (e.g. an IRSA annotation that Pod Identity
+    /// overrides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// When the binding was last checked against AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked: Option<Time>,
@@ -80,9 +84,22 @@ pub struct SqsAccessBindingStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleStatus {
+    /// The role the workload acts as (with a Pod Identity target role, the target).
     pub arn: String,
-    /// serviceAccountAnnotation
+    /// serviceAccountAnnotation (IRSA) or podIdentityAssociation (EKS Pod Identity).
     pub source: String,
+    /// IRSA or PodIdentity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// The EKS Pod Identity association the role comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    /// The roles assumed in order, when there is more than one (Pod Identity target role).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// An IRSA role annotation that is not used because Pod Identity takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_irsa_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

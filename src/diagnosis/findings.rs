@@ -468,9 +468,9 @@ pub(super) fn depends_finding(resp: &Response, action: &str, layer: DiagLayer) -
     f
 }
 
-pub(super) fn sid_for(sa: &str, target: Target) -> String {
-    let camel: String = sa
-        .split(['-', '.', '_'])
+/// `orders-producer` → `OrdersProducer`: names made into the letters and digits a Sid allows.
+pub(super) fn camel(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
@@ -479,7 +479,11 @@ pub(super) fn sid_for(sa: &str, target: Target) -> String {
                 None => String::new(),
             }
         })
-        .collect();
+        .collect()
+}
+
+pub(super) fn sid_for(sa: &str, target: Target) -> String {
+    let camel = camel(sa);
     match target {
         Target::Queue => format!("SqsAccess{camel}"),
         Target::Key => format!("SqsKmsAccess{camel}"),

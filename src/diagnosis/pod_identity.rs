@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::check::{Diag, Who};
 use super::context::{resource_org_keys, session_keys, time_keys};
 use super::credentials::{Credentials, POD_IDENTITY_PRINCIPAL};
-use super::findings::{allowed_values, deny_fix, depends_finding, describe_statement};
+use super::findings::{allowed_values, camel, deny_fix, depends_finding, describe_statement};
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, ReasonCode};
 use super::snapshot::{PodIdentityAssociationEvidence, RoleEvidence, Snapshot};
 use crate::ids::RoleArn;
@@ -267,7 +267,7 @@ impl Diag {
             .iter()
             .filter(|s| names_principal(s, Some(POD_IDENTITY_PRINCIPAL), None))
             .collect();
-        let mut said: Vec<String> = Vec::new();
+        let mut failures: Vec<(String, Vec<&str>)> = Vec::new();
         for action in actions {
             let build = |unknown: Option<&str>| {
                 let mut c = context();
@@ -348,28 +348,36 @@ impl Diag {
                             )
                         }
                     };
-                    if said.contains(&why) {
-                        continue;
+                    // One finding per cause, with every action it blocks in its fix.
+                    match failures.iter_mut().find(|(w, _)| *w == why) {
+                        Some((_, acts)) => acts.push(action),
+                        None => failures.push((why, vec![action])),
                     }
-                    said.push(why.clone());
-                    self.push(
-                        Finding::new(
-                            ReasonCode::PodIdentityTrustPolicyDoesNotAllow,
-                            DiagLayer::TrustPolicy,
-                            why,
-                        )
-                        .action(action)
-                        .fix(Fix {
-                            target: trust_target.clone(),
-                            instruction: format!(
-                                "add this statement to {} (or correct the existing one)",
-                                trust_target.describe()
-                            ),
-                            statement: Some(eks_trust_statement(snap, tags, action)),
-                        }),
-                    );
                 }
             }
+        }
+        for (why, acts) in failures {
+            self.push(
+                Finding::new(
+                    ReasonCode::PodIdentityTrustPolicyDoesNotAllow,
+                    DiagLayer::TrustPolicy,
+                    why,
+                )
+                .action(acts[0])
+                .fix(Fix {
+                    target: trust_target.clone(),
+                    instruction: format!(
+                        "add this statement to {} (or correct the existing one)",
+                        trust_target.describe()
+                    ),
+                    statement: Some(eks_trust_statement(
+                        snap,
+                        &who.spec.service_account,
+                        tags,
+                        &acts,
+                    )),
+                }),
+            );
         }
     }
 
@@ -487,7 +495,7 @@ impl Diag {
                                     "no identity-based policy of {source_arn} allows {action} on {target_arn}"
                                 ),
                                 Some(json!({
-                                    "Sid": "AssumePodIdentityTargetRole",
+                                    "Sid": format!("PodIdentityTarget{}", camel(target_arn.name())),
                                     "Effect": "Allow",
                                     "Action": [*action],
                                     "Resource": target_arn.as_str()
@@ -639,7 +647,7 @@ fn chain_layer(
 }
 
 /// The trust statement EKS Pod Identity needs, scoped to what EKS sends for this binding.
-fn eks_trust_statement(snap: &Snapshot, tags: &SessionTags, action: &str) -> Value {
+fn eks_trust_statement(snap: &Snapshot, sa: &str, tags: &SessionTags, actions: &[&str]) -> Value {
     let mut equals = serde_json::Map::new();
     if let Some(a) = snap.cluster.cluster_account() {
         equals.insert("aws:SourceAccount".into(), json!(a));
@@ -657,10 +665,12 @@ fn eks_trust_statement(snap: &Snapshot, tags: &SessionTags, action: &str) -> Val
         cond.insert("ArnEquals".into(), json!({ "aws:SourceArn": arn }));
     }
     let mut st = json!({
-        "Sid": "AllowEksAuthToAssumeRoleForPodIdentity",
+        // Not the Sid of the EKS documentation: it is often there already, and Sids must be
+        // unique within a policy.
+        "Sid": format!("PodIdentity{}{}", camel(&snap.binding.namespace), camel(sa)),
         "Effect": "Allow",
         "Principal": { "Service": POD_IDENTITY_PRINCIPAL },
-        "Action": [action],
+        "Action": actions,
     });
     if !cond.is_empty() {
         st["Condition"] = Value::Object(cond);
@@ -671,7 +681,7 @@ fn eks_trust_statement(snap: &Snapshot, tags: &SessionTags, action: &str) -> Val
 /// The target role's trust statement for the association's role.
 fn target_trust_statement(source: &RoleArn, action: &str, external_id: Option<&str>) -> Value {
     let mut st = json!({
-        "Sid": "AllowPodIdentityRoleChain",
+        "Sid": format!("PodIdentityChain{}", camel(source.name())),
         "Effect": "Allow",
         "Principal": { "AWS": source.as_str() },
         "Action": [action],

@@ -130,6 +130,8 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 /// Fakes for the cluster and AWS sides: a snapshot source that answers from the example
 /// snapshots by queue, service accounts and namespace modes from maps.
+pub mod eks;
+
 pub mod fakes {
     use std::collections::{BTreeMap, HashMap};
     use std::time::Duration;
