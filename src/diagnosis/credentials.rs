@@ -286,13 +286,24 @@ impl Diag {
             },
         });
 
+        // A missing role is fixed where the credentials name it.
+        let role_fix_target = match association {
+            Some(_) => FixTarget::PodIdentityAssociation {
+                cluster: cluster.clone(),
+                namespace: ns.to_string(),
+                service_account: sa_name.to_string(),
+            },
+            None => FixTarget::ServiceAccount {
+                namespace: ns.to_string(),
+                name: sa_name.to_string(),
+            },
+        };
         let first = self.role_evidence(
             snap.role.as_ref(),
             &first_arn,
             "role",
             &where_from,
-            ns,
-            sa_name,
+            role_fix_target.clone(),
             has_error("role"),
         )?;
         let target = match &target_arn {
@@ -302,8 +313,7 @@ impl Diag {
                     t,
                     "targetRole",
                     &format!("the targetRoleArn of {where_from}"),
-                    ns,
-                    sa_name,
+                    role_fix_target,
                     has_error("targetRole"),
                 )?;
                 Some((t.clone(), r))
@@ -327,8 +337,7 @@ impl Diag {
         arn: &RoleArn,
         item: &str,
         named_by: &str,
-        ns: &str,
-        sa_name: &str,
+        fix_target: FixTarget,
         errored: bool,
     ) -> Option<&'a RoleEvidence> {
         let Some(role) = role else {
@@ -351,10 +360,7 @@ impl Diag {
                     ),
                 )
                 .fix(Fix {
-                    target: FixTarget::ServiceAccount {
-                        namespace: ns.to_string(),
-                        name: sa_name.to_string(),
-                    },
+                    target: fix_target,
                     instruction: format!(
                         "create role {} in account {}, or point {named_by} at an existing role",
                         arn.name(),

@@ -266,7 +266,7 @@ async fn list_associations(
             }
         },
     };
-    if start == 0 && q.get("nextToken").is_none() && st.empty_first_page.load(Ordering::Relaxed) {
+    if start == 0 && !q.contains_key("nextToken") && st.empty_first_page.load(Ordering::Relaxed) {
         return ok(json!({ "associations": [], "nextToken": "page-0" }));
     }
     let page: Vec<Value> = matching
