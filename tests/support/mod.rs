@@ -156,9 +156,10 @@ pub mod fakes {
 
     /// `...:222222222222:orders` is healthy; `...:111111111111:orders` lacks the identity
     /// policy; `throttled` is unavailable; `slow` takes 5 s. A service account annotated
-    /// `test.sqsaccess.io/example: NAME` gets example NAME (e.g. `pod-identity-healthy`, whose
-    /// association is for orders/producer). The cluster's Pod Identity associations count as
-    /// read (none) unless the example has some.
+    /// `test.sqsaccess.io/example: NAME` gets example NAME whole, its service account and
+    /// associations included (e.g. `pod-identity-healthy`, whose association is for
+    /// orders/producer). The cluster's Pod Identity associations count as read (none) unless
+    /// the example has some.
     pub struct ExampleSource;
 
     impl SnapshotSource for ExampleSource {
@@ -179,8 +180,12 @@ pub mod fakes {
                 if q.ends_with(":slow") {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
+                let example_sa = s.binding.spec.service_account_name.clone();
                 s.binding.namespace = input.namespace.clone();
                 s.binding.spec = input.spec.clone();
+                if named.is_some() {
+                    s.binding.spec.service_account_name = example_sa;
+                }
                 if named.is_none() {
                     s.service_account = input.service_account.clone();
                 }
@@ -212,16 +217,27 @@ pub mod fakes {
             name: &'a str,
         ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
             Box::pin(async move {
-                if namespace == "orders" && name == "producer" {
-                    let mut a = BTreeMap::new();
-                    a.insert(
-                        "eks.amazonaws.com/role-arn".to_string(),
-                        "arn:aws:iam::111111111111:role/orders-producer".to_string(),
-                    );
-                    Ok(Some(a))
-                } else {
-                    Ok(None)
+                let mut a = BTreeMap::new();
+                match (namespace, name) {
+                    ("orders", "producer") => {
+                        a.insert(
+                            "eks.amazonaws.com/role-arn".to_string(),
+                            "arn:aws:iam::111111111111:role/orders-producer".to_string(),
+                        );
+                    }
+                    // No IRSA annotation: the role comes from a Pod Identity association.
+                    ("orders", "pi-producer") => {
+                        a.insert(EXAMPLE_ANNOTATION.into(), "pod-identity-healthy".into());
+                    }
+                    ("orders", "pi-no-tagsession") => {
+                        a.insert(
+                            EXAMPLE_ANNOTATION.into(),
+                            "pod-identity-trust-missing-tagsession".into(),
+                        );
+                    }
+                    _ => return Ok(None),
                 }
+                Ok(Some(a))
             })
         }
     }
