@@ -566,7 +566,7 @@ fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tr
             PMatch::Direct
         }
         Some(spec) => {
-            let m = principal_match(spec, req);
+            let m = principal_match(spec, stmt.effect, req);
             if m == PMatch::None {
                 return (Tri::False, PMatch::None);
             }
@@ -615,16 +615,20 @@ fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tr
     (t, how)
 }
 
-/// Matches a `Principal`/`NotPrincipal` element against the caller.
-fn principal_match(spec: &PrincipalSpec, req: &Request) -> PMatch {
+/// Matches a `Principal`/`NotPrincipal` element of a statement with `effect` against the
+/// caller.
+fn principal_match(spec: &PrincipalSpec, effect: Effect, req: &Request) -> PMatch {
     if spec.negated {
-        // NotPrincipal exempts the caller only when every identity it acts as is listed: for a
-        // role session that is the session, the role and the account (IAM's NotPrincipal rule).
-        return if not_principal_exempts(spec, req) {
-            PMatch::None
-        } else {
-            PMatch::Direct
+        let exempt = match effect {
+            // A Deny exempts the caller only when every identity it acts as is listed: for a
+            // role session that is the session, the role and the account (IAM's NotPrincipal
+            // rule).
+            Effect::Deny => not_principal_exempts(spec, req),
+            // An Allow applies to everyone except those listed. Naming any identity the caller
+            // acts as leaves it out: an Allow must never reach a principal its author excluded.
+            Effect::Allow => not_principal_lists(spec, req),
         };
+        return if exempt { PMatch::None } else { PMatch::Direct };
     }
     if spec.any {
         return PMatch::Direct;
@@ -678,6 +682,22 @@ fn aws_match(a: &AwsPrincipal, req: &Request) -> PMatch {
                 PMatch::None
             }
         }
+    }
+}
+
+/// Does a `NotPrincipal` list the caller under any identity it acts as (its own ARN, for a
+/// role session the role, its account, `*`)?
+fn not_principal_lists(spec: &PrincipalSpec, req: &Request) -> bool {
+    if spec.any || spec.aws.iter().any(|a| aws_match(a, req) != PMatch::None) {
+        return true;
+    }
+    let p = &req.principal;
+    let exact = |list: &[String]| list.contains(&p.arn);
+    match p.kind {
+        PrincipalKind::Service => exact(&spec.service),
+        PrincipalKind::IdentityProvider => exact(&spec.federated),
+        PrincipalKind::Other => exact(&spec.canonical_user),
+        _ => false,
     }
 }
 
