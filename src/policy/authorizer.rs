@@ -161,8 +161,9 @@ pub struct Response {
 }
 
 /// How a resource-policy statement's `Principal` matched the caller. The difference matters:
-/// naming the account delegates to IAM policies; naming the role is limited by the boundary
-/// and session policy; naming the session (or `*`) grants directly.
+/// naming the account delegates to IAM policies; naming the role (whether the caller is one of
+/// its sessions or the role ARN itself) is limited by the boundary and session policy; naming
+/// the session, the user (or `*`) grants directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum PMatch {
     None,
@@ -665,13 +666,9 @@ fn aws_match(a: &AwsPrincipal, req: &Request) -> PMatch {
                     Some(pa) if pa.contains(":role/") => pa == arn,
                     _ => role_name == name && p.account.as_deref() == Some(account),
                 };
-                if !same {
-                    PMatch::None
-                } else if matches!(p.kind, PrincipalKind::Role { .. }) {
-                    PMatch::Direct
-                } else {
-                    PMatch::Role
-                }
+                // Naming the role, for the role's sessions and for the role itself taken as
+                // the caller alike, is limited by the boundary and the session policy.
+                if same { PMatch::Role } else { PMatch::None }
             }
             _ => PMatch::None,
         },
@@ -720,9 +717,9 @@ fn not_principal_exempts(spec: &PrincipalSpec, req: &Request) -> bool {
     let exact = |list: &[String]| list.contains(&p.arn);
     match p.kind {
         PrincipalKind::AssumedRole { .. } => account && role && direct,
-        PrincipalKind::User | PrincipalKind::FederatedUser | PrincipalKind::Role { .. } => {
-            account && direct
-        }
+        PrincipalKind::User | PrincipalKind::FederatedUser => account && direct,
+        // A role ARN as the caller is taken literally: it is the role, and naming it exempts it.
+        PrincipalKind::Role { .. } => role,
         PrincipalKind::Root => account,
         PrincipalKind::Service => exact(&spec.service),
         PrincipalKind::IdentityProvider => exact(&spec.federated),
