@@ -158,7 +158,56 @@ pub struct Response {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
     pub layers: Vec<LayerOutcome>,
+    /// What the decision alone does not say: why no policy was consulted, or why a request can
+    /// never be allowed whatever statement is added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
+
+/// A note on a decision. Its `code` is an API, like the decision: never renamed casually.
+/// On the wire: `{"code": "...", "message": "...", ...the variant's fields in camelCase}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The action needs no permission and cannot be denied (`sts:GetCallerIdentity`): the
+    /// decision is `Allow` and no policy was evaluated.
+    NoPermissionRequired { action: String },
+}
+
+impl Note {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Note::NoPermissionRequired { .. } => "NoPermissionRequired",
+        }
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::NoPermissionRequired { action } => write!(
+                f,
+                "{action} needs no permission and cannot be denied: no policy was evaluated"
+            ),
+        }
+    }
+}
+
+impl Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("code", self.code())?;
+        m.serialize_entry("message", &self.to_string())?;
+        match self {
+            Note::NoPermissionRequired { action } => m.serialize_entry("action", action)?,
+        }
+        m.end()
+    }
+}
+
+/// Actions that need no permission: AWS answers them for any authenticated caller, and no
+/// policy can deny them (STS API reference, GetCallerIdentity). Lower-case.
+const NO_PERMISSION_ACTIONS: &[&str] = &["sts:getcalleridentity"];
 
 /// How a resource-policy statement's `Principal` matched the caller. The difference matters:
 /// naming the account delegates to IAM policies; naming the role (whether the caller is one of
@@ -296,6 +345,18 @@ struct Term {
 
 /// Authorizes `req` against `set`.
 pub fn authorize(req: &Request, set: &PolicySet) -> Response {
+    if NO_PERMISSION_ACTIONS.contains(&req.action_lc.as_str()) {
+        return Response {
+            decision: Decision::Allow,
+            statements: Vec::new(),
+            missing: Vec::new(),
+            depends_on: Vec::new(),
+            layers: Vec::new(),
+            notes: vec![Note::NoPermissionRequired {
+                action: req.action.clone(),
+            }],
+        };
+    }
     let principal_is_iam = req.principal.is_iam_identity();
     let has_boundary = set.permission_boundary.is_some();
     let mut evals: Vec<LayerEval> = Vec::with_capacity(8);
@@ -529,6 +590,7 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         missing,
         depends_on,
         layers,
+        notes: Vec::new(),
     }
 }
 
@@ -724,5 +786,35 @@ fn not_principal_exempts(spec: &PrincipalSpec, req: &Request) -> bool {
         PrincipalKind::Service => exact(&spec.service),
         PrincipalKind::IdentityProvider => exact(&spec.federated),
         PrincipalKind::Other => exact(&spec.canonical_user),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Context;
+
+    fn answer(action: &str) -> serde_json::Value {
+        let req = Request::new(
+            "arn:aws:sts::111111111111:assumed-role/orders/s1",
+            action,
+            "*",
+            Context::new(),
+        );
+        serde_json::to_value(authorize(&req, &PolicySet::default())).unwrap()
+    }
+
+    #[test]
+    fn notes_are_written_with_code_and_message_and_only_when_there_are_some() {
+        let v = answer("sts:GetCallerIdentity");
+        assert_eq!(v["decision"], "Allow");
+        assert_eq!(v["notes"][0]["code"], "NoPermissionRequired");
+        assert_eq!(v["notes"][0]["action"], "sts:GetCallerIdentity");
+        let msg = v["notes"][0]["message"].as_str().unwrap();
+        assert!(msg.contains("cannot be denied"), "{msg}");
+
+        let v = answer("sqs:SendMessage");
+        assert_eq!(v["decision"], "ImplicitDeny");
+        assert!(v.get("notes").is_none(), "{v}");
     }
 }
