@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::arn::resource_match;
+use super::arn::{Arn, resource_match};
 use super::condition::Residual;
 use super::context::{PrincipalKind, Request, ResourceRule};
 use super::document::{AwsPrincipal, Effect, Policy, PrincipalSpec, Statement};
@@ -171,12 +171,28 @@ pub enum Note {
     /// The action needs no permission and cannot be denied (`sts:GetCallerIdentity`): the
     /// decision is `Allow` and no policy was evaluated.
     NoPermissionRequired { action: String },
+    /// `sts:AssumeRoleWithWebIdentity` with an IAM OIDC provider in another account than the
+    /// role's can never be allowed: STS finds the provider by the token's issuer in the role's
+    /// own account. Either the caller is such a provider (the decision is `ImplicitDeny` whatever
+    /// the trust policy says), or the trust policy names one for the caller's issuer (that
+    /// statement never applies).
+    OidcProviderInOtherAccount {
+        /// The provider ARN in the other account.
+        provider: String,
+        provider_account: String,
+        /// The role (the request's resource) and its account.
+        role: String,
+        role_account: String,
+        /// The trust policy statement that names `provider`, if one does.
+        statement: Option<StatementRef>,
+    },
 }
 
 impl Note {
     pub fn code(&self) -> &'static str {
         match self {
             Note::NoPermissionRequired { .. } => "NoPermissionRequired",
+            Note::OidcProviderInOtherAccount { .. } => "OidcProviderInOtherAccount",
         }
     }
 }
@@ -188,6 +204,22 @@ impl std::fmt::Display for Note {
                 f,
                 "{action} needs no permission and cannot be denied: no policy was evaluated"
             ),
+            Note::OidcProviderInOtherAccount {
+                provider,
+                provider_account,
+                role,
+                role_account,
+                statement,
+            } => {
+                match statement {
+                    Some(st) => write!(f, "{} trusts {provider}", describe(st))?,
+                    None => write!(f, "the caller is {provider}")?,
+                }
+                write!(
+                    f,
+                    ", an OIDC provider in account {provider_account}, but the role {role} is in account {role_account}: STS looks the provider up in the role's own account ({role_account}), so this can never be allowed"
+                )
+            }
         }
     }
 }
@@ -200,8 +232,31 @@ impl Serialize for Note {
         m.serialize_entry("message", &self.to_string())?;
         match self {
             Note::NoPermissionRequired { action } => m.serialize_entry("action", action)?,
+            Note::OidcProviderInOtherAccount {
+                provider,
+                provider_account,
+                role,
+                role_account,
+                statement,
+            } => {
+                m.serialize_entry("provider", provider)?;
+                m.serialize_entry("providerAccount", provider_account)?;
+                m.serialize_entry("role", role)?;
+                m.serialize_entry("roleAccount", role_account)?;
+                if let Some(st) = statement {
+                    m.serialize_entry("statement", st)?;
+                }
+            }
         }
         m.end()
+    }
+}
+
+/// `statement 1 ("Sid") of policy "trust policy"`.
+fn describe(st: &StatementRef) -> String {
+    match &st.sid {
+        Some(sid) => format!("statement {} (\"{sid}\") of {:?}", st.index, st.policy),
+        None => format!("statement {} of {:?}", st.index, st.policy),
     }
 }
 
@@ -499,9 +554,15 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         vec![with_limits(vec![res(|e| e.allow), ident])]
     };
     let path_value = |p: &[Term]| p.iter().fold(Tri::True, |acc, t| acc.and(t.value));
-    let grant = paths
-        .iter()
-        .fold(Tri::False, |acc, p| acc.or(path_value(p)));
+    // A caller that STS can never produce is granted nothing, whatever names it.
+    let foreign_caller = foreign_oidc_provider(&req.principal.arn, req).is_some();
+    let grant = if foreign_caller {
+        Tri::False
+    } else {
+        paths
+            .iter()
+            .fold(Tri::False, |acc, p| acc.or(path_value(p)))
+    };
     let gates_ok = gates.iter().fold(Tri::True, |acc, t| acc.and(t.value));
     let allowed = deny.negate().and(gates_ok).and(grant);
 
@@ -590,8 +651,82 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         missing,
         depends_on,
         layers,
-        notes: Vec::new(),
+        notes: if decision == Decision::Allow {
+            Vec::new()
+        } else {
+            oidc_notes(req, set)
+        },
     }
+}
+
+/// The account of an IAM OIDC provider ARN that is not the account of the request's resource
+/// (the role), for `sts:AssumeRoleWithWebIdentity`-style requests. `None` when either account
+/// is unknown.
+fn foreign_oidc_provider<'a>(arn: &'a str, req: &Request) -> Option<&'a str> {
+    if req.rule != ResourceRule::TrustPolicy
+        || req.principal.kind != PrincipalKind::IdentityProvider
+    {
+        return None;
+    }
+    let (account, _) = oidc_provider(arn)?;
+    let role_account = req.resource_account.as_deref()?;
+    (account != role_account).then_some(account)
+}
+
+/// The account and issuer (`oidc.eks.REGION.amazonaws.com/id/ID`) of an IAM OIDC provider ARN.
+fn oidc_provider(arn: &str) -> Option<(&str, &str)> {
+    let a = Arn::parse(arn).ok()?;
+    let issuer = a.resource.strip_prefix("oidc-provider/")?;
+    (a.service == "iam" && !a.account.is_empty()).then_some((a.account, issuer))
+}
+
+/// Why an identity-provider request was not allowed, when an OIDC provider in another account
+/// than the role's is to blame: the caller itself, and every trust statement that names a
+/// provider with the caller's issuer in another account.
+fn oidc_notes(req: &Request, set: &PolicySet) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let Some(role_account) = req.resource_account.as_deref() else {
+        return notes;
+    };
+    let Some((_, issuer)) = oidc_provider(&req.principal.arn) else {
+        return notes;
+    };
+    let note = |provider: &str, account: &str, statement| Note::OidcProviderInOtherAccount {
+        provider: provider.to_string(),
+        provider_account: account.to_string(),
+        role: req.resource.clone(),
+        role_account: role_account.to_string(),
+        statement,
+    };
+    for policy in &set.resource {
+        for stmt in &policy.policy.statements {
+            let Some(spec) = stmt.principal.as_ref().filter(|p| !p.negated) else {
+                continue;
+            };
+            if stmt.effect != Effect::Allow {
+                continue;
+            }
+            for provider in &spec.federated {
+                if let Some(account) = foreign_oidc_provider(provider, req)
+                    && oidc_provider(provider).is_some_and(|(_, i)| i == issuer)
+                {
+                    let hit = Hit {
+                        layer: Layer::Resource,
+                        target: None,
+                        policy,
+                        stmt,
+                    };
+                    notes.push(note(provider, account, Some(hit.to_ref())));
+                }
+            }
+        }
+    }
+    if notes.is_empty()
+        && let Some(account) = foreign_oidc_provider(&req.principal.arn, req)
+    {
+        notes.push(note(&req.principal.arn, account, None));
+    }
+    notes
 }
 
 fn gap(t: &Term, evals: &[LayerEval]) -> Gap {
@@ -704,7 +839,13 @@ fn principal_match(spec: &PrincipalSpec, effect: Effect, req: &Request) -> PMatc
     let exact = |list: &[String]| list.contains(&p.arn);
     match p.kind {
         PrincipalKind::Service if exact(&spec.service) => best = PMatch::Direct,
-        PrincipalKind::IdentityProvider if exact(&spec.federated) => best = PMatch::Direct,
+        // A provider in another account than the role's never matches: STS would look it up
+        // in the role's account.
+        PrincipalKind::IdentityProvider
+            if exact(&spec.federated) && foreign_oidc_provider(&p.arn, req).is_none() =>
+        {
+            best = PMatch::Direct
+        }
         PrincipalKind::Other if exact(&spec.canonical_user) => best = PMatch::Direct,
         _ => {}
     }
@@ -816,5 +957,36 @@ mod tests {
         let v = answer("sqs:SendMessage");
         assert_eq!(v["decision"], "ImplicitDeny");
         assert!(v.get("notes").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_provider_in_another_account_is_named_with_both_accounts() {
+        let provider = "arn:aws:iam::222222222222:oidc-provider/oidc.example.com/id/A";
+        let req = Request::new(
+            provider,
+            "sts:AssumeRoleWithWebIdentity",
+            "arn:aws:iam::111111111111:role/r",
+            Context::new(),
+        );
+        let trust = Policy::from_aws_str(&format!(
+            r#"{{"Statement":{{"Sid":"T","Effect":"Allow","Principal":{{"Federated":"{provider}"}},"Action":"sts:AssumeRoleWithWebIdentity"}}}}"#
+        ))
+        .unwrap();
+        let set = PolicySet {
+            resource: vec![NamedPolicy::new("trust policy", trust)],
+            ..Default::default()
+        };
+        let resp = authorize(&req, &set);
+        assert_eq!(resp.decision, Decision::ImplicitDeny);
+        let [note @ Note::OidcProviderInOtherAccount { statement, .. }] = resp.notes.as_slice()
+        else {
+            panic!("{:?}", resp.notes)
+        };
+        assert_eq!(statement.as_ref().and_then(|s| s.sid.as_deref()), Some("T"));
+        let msg = note.to_string();
+        assert!(
+            msg.contains("account 222222222222") && msg.contains("account 111111111111"),
+            "{msg}"
+        );
     }
 }
