@@ -423,7 +423,8 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
     }
     evals.push(identity);
 
-    let resource_idx = (!set.resource.is_empty()).then(|| {
+    // No resource-based policy exists for an IamOnly request: one given is not evaluated.
+    let resource_idx = (!set.resource.is_empty() && req.rule != ResourceRule::IamOnly).then(|| {
         let mut e = LayerEval::new(Layer::Resource, None);
         for p in &set.resource {
             e.add(req, p, has_boundary);
@@ -517,7 +518,10 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
     };
     // The account root user has every permission in its own account without identity
     // policies (SCPs and explicit denies still apply).
-    let root_at_home = req.principal.kind == PrincipalKind::Root && req.same_account();
+    // Account-level actions (IamOnly on `*`, no resource account) act in the caller's own.
+    let at_home =
+        req.same_account() || (req.rule == ResourceRule::IamOnly && req.resource_account.is_none());
+    let root_at_home = req.principal.kind == PrincipalKind::Root && at_home;
     let ident = Term {
         layer: Layer::Identity,
         value: if root_at_home {
@@ -535,8 +539,10 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         // Service principals, identity providers, anonymous: only the resource policy can
         // grant, and only by naming them.
         vec![vec![res(|e| e.by_direct)]]
-    } else if req.same_account() {
+    } else if at_home {
         match req.rule {
+            // IAM policies alone decide (KMS actions on the account or on an alias).
+            ResourceRule::IamOnly => vec![with_limits(vec![ident])],
             ResourceRule::Standard => vec![
                 with_limits(vec![ident]),
                 with_limits(vec![res(|e| e.by_role)]),
@@ -550,7 +556,8 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         }
     } else {
         // Across accounts both sides must allow: the resource policy (naming the caller or its
-        // account) and the caller's own policies.
+        // account) and the caller's own policies. (An IamOnly request has no resource policy:
+        // a KMS alias of another account cannot be managed.)
         vec![with_limits(vec![res(|e| e.allow), ident])]
     };
     let path_value = |p: &[Term]| p.iter().fold(Tri::True, |acc, t| acc.and(t.value));
