@@ -168,3 +168,47 @@ fn crd_prints_the_committed_definition() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), committed);
 }
+
+/// Plain-text logs written to a pipe (a pod's log, a file) carry no ANSI colour codes; JSON
+/// logs are JSON lines.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqs-access-operator"));
+        cmd.args(["run", "--admin-addr", "127.0.0.1:0", "--no-leader-election"]);
+        if json {
+            cmd.arg("--log-json");
+        }
+        // No cluster: `run` logs that it cannot reach one and exits, without any network.
+        let o = cmd
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let logs = String::from_utf8_lossy(&o.stdout);
+        assert!(logs.contains("cannot reach Kubernetes"), "{logs}");
+        assert!(!o.stdout.contains(&0x1b), "colour codes in {logs:?}");
+        assert!(
+            !o.stderr.contains(&0x1b),
+            "colour codes in {:?}",
+            stderr(&o)
+        );
+        if json {
+            for line in logs.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["level"], "ERROR", "{line}");
+            }
+        } else {
+            assert!(logs.contains("ERROR"), "{logs}");
+        }
+    }
+}
