@@ -168,7 +168,7 @@ fn paragraphs(text: &str) -> String {
 /// The CRD as YAML, as `sqs-access-operator crd` prints it.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&SqsAccessBinding::crd()).expect("the CRD serializes")
+    crate::yaml::to_string(&SqsAccessBinding::crd()).expect("the CRD serializes")
 }
 
 #[cfg(test)]
