@@ -692,6 +692,11 @@ fn oidc_provider(arn: &str) -> Option<(&str, &str)> {
 /// provider with the caller's issuer in another account.
 fn oidc_notes(req: &Request, set: &PolicySet) -> Vec<Note> {
     let mut notes = Vec::new();
+    if req.rule != ResourceRule::TrustPolicy
+        || req.principal.kind != PrincipalKind::IdentityProvider
+    {
+        return notes;
+    }
     let Some(role_account) = req.resource_account.as_deref() else {
         return notes;
     };
