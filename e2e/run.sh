@@ -17,6 +17,10 @@ if ! command -v kubectl >/dev/null || ! kubectl version --request-timeout=5s >/d
   exit 0
 fi
 
+# From here on the operator and boto3 talk to the emulator only: no instance metadata, no real
+# credentials.
+# shellcheck source=scripts/loopback-aws.sh
+. scripts/loopback-aws.sh
 exec scripts/with-moto.sh bash -c '
 set -euo pipefail
 NS="e2e-$RANDOM"

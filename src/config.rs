@@ -199,11 +199,7 @@ impl Config {
     }
 
     pub fn from_yaml_str(text: &str) -> Result<Config, String> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            format!("{path}: {}", e.into_inner())
-        })
+        crate::yaml::from_str(text).map_err(|e| e.to_string())
     }
 }
 

@@ -15,3 +15,4 @@ pub mod ids;
 pub mod metrics;
 pub mod policy;
 pub mod webhook;
+pub mod yaml;

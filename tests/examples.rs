@@ -73,3 +73,31 @@ fn the_embedded_default_is_an_example() {
     let name = sqs_access_operator::cli::diagnose::EMBEDDED_EXAMPLE_NAME;
     assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(name).exists());
 }
+
+/// A snapshot dumped (`diagnose --live --dump-snapshot FILE`) reads back as the same
+/// snapshot: the same dump again and the same verdict.
+#[test]
+fn examples_survive_a_dump_and_reload() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/snapshots");
+    let mut n = 0;
+    for e in fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let name = path.display();
+        let snap = Snapshot::from_yaml_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let dump = snap.to_yaml();
+        let again =
+            Snapshot::from_yaml_str(&dump).unwrap_or_else(|e| panic!("{name}: {e}\n{dump}"));
+        assert_eq!(again.to_yaml(), dump, "{name}");
+        let (a, b) = (diagnose(&snap), diagnose(&again));
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap(),
+            "{name}"
+        );
+        n += 1;
+    }
+    assert!(n >= 12);
+}

@@ -89,9 +89,17 @@ pub fn run(args: &RunArgs) -> ExitCode {
 }
 
 fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to standard output. Colour only on a terminal (not in a pod's log or a file),
+    // and never with NO_COLOR set (no-color.org).
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(colour);
     let _ = if json {
         b.json().try_init()
     } else {

@@ -454,10 +454,9 @@ impl std::error::Error for SnapshotError {}
 impl Snapshot {
     /// Reads a snapshot from YAML (or JSON, which is YAML too).
     pub fn from_yaml_str(text: &str) -> Result<Snapshot, SnapshotError> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let snap: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| SnapshotError {
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
+        let snap: Snapshot = crate::yaml::from_str(text).map_err(|e| SnapshotError {
+            path: e.path,
+            message: e.message,
         })?;
         if snap.api_version != API_VERSION {
             return Err(SnapshotError {
@@ -475,6 +474,6 @@ impl Snapshot {
     }
 
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).unwrap_or_default()
+        crate::yaml::to_string(self).unwrap_or_default()
     }
 }
