@@ -265,3 +265,23 @@ fn fixes_for_one_policy_never_share_a_sid() {
     assert_eq!(sids.len(), unique.len(), "{sids:?}");
     assert!(sids.len() >= 2);
 }
+
+#[test]
+fn an_irsa_trust_naming_another_accounts_provider_says_why_it_never_applies() {
+    let mut v = load("trust-policy-wrong-service-account");
+    let issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    let st = &mut v["role"]["trustPolicy"]["Statement"][0];
+    st["Principal"]["Federated"] =
+        Value::String(format!("arn:aws:iam::999999999999:oidc-provider/{issuer}"));
+    st["Condition"]["StringEquals"][format!("{issuer}:sub")] =
+        Value::String("system:serviceaccount:orders:producer".into());
+    let verdict = diagnose(&snap(&v));
+    assert_eq!(verdict.verdict, Outcome::Denied);
+    let r = &verdict.reasons[0];
+    assert_eq!(r.code, ReasonCode::TrustPolicyDoesNotAllowServiceAccount);
+    assert!(
+        r.message.contains("account 999999999999") && r.message.contains("account 111111111111"),
+        "{}",
+        r.message
+    );
+}

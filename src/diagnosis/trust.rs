@@ -9,7 +9,9 @@ use super::findings::{
     allowed_values, deny_fix, depends_finding, describe_statement, join_quoted, statement_of,
 };
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, ReasonCode};
-use crate::policy::{Context, Decision, Effect, Layer, NamedPolicy, PolicySet, Request, authorize};
+use crate::policy::{
+    Context, Decision, Effect, Layer, NamedPolicy, Note, PolicySet, Request, authorize,
+};
 
 impl Diag {
     pub(super) fn check_trust(&mut self, who: &Who, issuer: Option<&str>, audience: &str) {
@@ -184,7 +186,26 @@ impl Diag {
                         .all(|s| !s.action.matches("sts:assumerolewithwebidentity"));
                 let aud_resp = authorize(&build(Some(&aud_key)), &set);
                 let sub_resp = authorize(&build(Some(&sub_key)), &set);
-                let (code, msg) = if for_provider.is_empty() {
+                let other_account = resp.notes.iter().find_map(|n| match n {
+                    Note::OidcProviderInOtherAccount {
+                        provider,
+                        provider_account,
+                        role_account,
+                        ..
+                    } => Some((provider, provider_account, role_account)),
+                    _ => None,
+                });
+                let (code, msg) = if let Some((provider, provider_account, role_account)) =
+                    other_account
+                    && for_provider.is_empty()
+                {
+                    (
+                        ReasonCode::TrustPolicyDoesNotAllowServiceAccount,
+                        format!(
+                            "the trust policy of {role_arn} trusts {provider}, an OIDC provider in account {provider_account}, but the role is in account {role_account}: STS looks the provider up in the role's own account, so that statement never applies; register the cluster's issuer as an OIDC provider in account {role_account} and trust {provider_arn} (STS: \"Not authorized to perform sts:AssumeRoleWithWebIdentity\")"
+                        ),
+                    )
+                } else if for_provider.is_empty() {
                     let others: Vec<&String> = stmts
                         .iter()
                         .filter_map(|s| s.principal.as_ref())
