@@ -2,8 +2,12 @@
 //! coalesced, with per-service concurrency limits, timeouts, retries and classified errors.
 //! This is the only module that knows the SDK; everything else sees [`SnapshotSource`].
 
+mod eks;
 pub mod error;
+mod iam;
+mod kms;
 pub mod source;
+mod sqs;
 
 use futures::future::BoxFuture;
 

@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use moka::future::Cache;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -21,9 +21,9 @@ use crate::config::Config;
 use crate::diagnosis::check::normalize_issuer;
 use crate::diagnosis::credentials::{RoleSource, role_source};
 use crate::diagnosis::snapshot::{
-    BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, GrantConstraints,
-    GrantEvidence, KeyManager, KmsKeyEvidence, NamedDocument, NetworkEvidence, NetworkPath,
-    OidcProviderEvidence, PodIdentityAssociationEvidence, QueueEvidence, RoleEvidence, Snapshot,
+    BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, KeyManager,
+    KmsKeyEvidence, NetworkEvidence, NetworkPath, PodIdentityAssociationEvidence, QueueEvidence,
+    RoleEvidence, Snapshot,
 };
 use crate::diagnosis::spec::SpecOptions;
 use crate::ids::{AccountId, QueueArn, Region, RoleArn};
@@ -31,13 +31,13 @@ use crate::metrics::Metrics;
 
 /// A document as the cache keeps it: found, known absent, or not readable by us.
 #[derive(Debug, Clone)]
-enum Fetched<T> {
+pub(super) enum Fetched<T> {
     Found(T),
     NotFound,
     Denied { permission: String, message: String },
 }
 
-fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
+pub(super) fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
     match r {
         Ok(v) => Ok(Fetched::Found(v)),
         Err(FetchError::NotFound) => Ok(Fetched::NotFound),
@@ -53,7 +53,7 @@ fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
 }
 
 #[derive(Clone, Copy)]
-enum Svc {
+pub(super) enum Svc {
     Iam,
     Sqs,
     Kms,
@@ -74,25 +74,25 @@ impl Svc {
 /// Clients are per reader account (`None`: the operator's own credentials) and region.
 type ClientKey = (Option<AccountId>, String);
 
-struct Clients {
-    iam: aws_sdk_iam::Client,
-    sqs: aws_sdk_sqs::Client,
-    kms: aws_sdk_kms::Client,
-    eks: aws_sdk_eks::Client,
+pub(super) struct Clients {
+    pub(super) iam: aws_sdk_iam::Client,
+    pub(super) sqs: aws_sdk_sqs::Client,
+    pub(super) kms: aws_sdk_kms::Client,
+    pub(super) eks: aws_sdk_eks::Client,
 }
 
 /// The Pod Identity associations of one service account in one cluster.
-type AssociationKey = (String, String, String, String);
+pub(super) type AssociationKey = (String, String, String, String);
 
 #[derive(Debug, Clone)]
-struct ProviderList {
-    arns: Vec<String>,
+pub(super) struct ProviderList {
+    pub(super) arns: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-struct ProviderDetail {
-    url: String,
-    client_ids: Vec<String>,
+pub(super) struct ProviderDetail {
+    pub(super) url: String,
+    pub(super) client_ids: Vec<String>,
 }
 
 /// Reads snapshots from AWS.
@@ -101,26 +101,27 @@ pub struct AwsSource {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    base: SdkConfig,
-    cfg: Config,
-    home_region: Region,
+pub(super) struct Inner {
+    pub(super) base: SdkConfig,
+    pub(super) cfg: Config,
+    pub(super) home_region: Region,
     /// The account of the operator's own credentials (sts:GetCallerIdentity, asked once).
-    home_account: tokio::sync::OnceCell<Option<AccountId>>,
-    clients: Mutex<HashMap<ClientKey, Arc<Clients>>>,
-    iam_limit: Semaphore,
-    sqs_limit: Semaphore,
-    kms_limit: Semaphore,
-    eks_limit: Semaphore,
-    metrics: Metrics,
-    spec_opts: SpecOptions,
-    roles: Cache<RoleArn, Arc<Fetched<RoleEvidence>>>,
-    policies: Cache<(AccountId, String), Arc<Fetched<Document>>>,
-    providers: Cache<AccountId, Arc<Fetched<ProviderList>>>,
-    provider_details: Cache<String, Arc<Fetched<ProviderDetail>>>,
-    queues: Cache<QueueArn, Arc<Fetched<QueueEvidence>>>,
-    keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
-    associations: Cache<AssociationKey, Arc<Fetched<Vec<PodIdentityAssociationEvidence>>>>,
+    pub(super) home_account: tokio::sync::OnceCell<Option<AccountId>>,
+    pub(super) clients: Mutex<HashMap<ClientKey, Arc<Clients>>>,
+    pub(super) iam_limit: Semaphore,
+    pub(super) sqs_limit: Semaphore,
+    pub(super) kms_limit: Semaphore,
+    pub(super) eks_limit: Semaphore,
+    pub(super) metrics: Metrics,
+    pub(super) spec_opts: SpecOptions,
+    pub(super) roles: Cache<RoleArn, Arc<Fetched<RoleEvidence>>>,
+    pub(super) policies: Cache<(AccountId, String), Arc<Fetched<Document>>>,
+    pub(super) providers: Cache<AccountId, Arc<Fetched<ProviderList>>>,
+    pub(super) provider_details: Cache<String, Arc<Fetched<ProviderDetail>>>,
+    pub(super) queues: Cache<QueueArn, Arc<Fetched<QueueEvidence>>>,
+    pub(super) keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
+    pub(super) associations:
+        Cache<AssociationKey, Arc<Fetched<Vec<PodIdentityAssociationEvidence>>>>,
 }
 
 impl AwsSource {
@@ -221,12 +222,16 @@ impl AwsSource {
 
 impl Inner {
     /// Clients for an account (through its reader role, when one is configured) and region.
-    async fn clients(&self, account: &AccountId, region: &Region) -> Arc<Clients> {
+    pub(super) async fn clients(&self, account: &AccountId, region: &Region) -> Arc<Clients> {
         self.clients_as(Some(account), region).await
     }
 
     /// Clients for an account (`None`: the operator's own credentials) and region.
-    async fn clients_as(&self, account: Option<&AccountId>, region: &Region) -> Arc<Clients> {
+    pub(super) async fn clients_as(
+        &self,
+        account: Option<&AccountId>,
+        region: &Region,
+    ) -> Arc<Clients> {
         let reader = account.and_then(|a| self.cfg.aws.reader_roles.get(a).map(|r| (a, r)));
         let key = (reader.map(|(a, _)| a.clone()), region.to_string());
         let mut map = self.clients.lock().await;
@@ -267,7 +272,7 @@ impl Inner {
 
     /// Whether the operator reads `account` with that account's own credentials (a reader role,
     /// or its home account), so that SQS's "does not exist" can be believed.
-    async fn reads_as_owner(&self, account: &AccountId) -> bool {
+    pub(super) async fn reads_as_owner(&self, account: &AccountId) -> bool {
         if self.cfg.aws.reader_roles.contains_key(account) {
             return true;
         }
@@ -275,7 +280,7 @@ impl Inner {
     }
 
     /// The account of the operator's own credentials (asked once).
-    async fn home_account(&self) -> Option<AccountId> {
+    pub(super) async fn home_account(&self) -> Option<AccountId> {
         self.home_account
             .get_or_init(|| async {
                 let sts = aws_sdk_sts::Client::new(&self.base);
@@ -300,7 +305,7 @@ impl Inner {
 
     /// One AWS call: under the service's concurrency limit, with a deadline, classified and
     /// counted.
-    async fn call<T, E>(
+    pub(super) async fn call<T, E>(
         &self,
         svc: Svc,
         op: &'static str,
@@ -338,7 +343,7 @@ impl Inner {
         result
     }
 
-    async fn cached<K, V, Fut>(
+    pub(super) async fn cached<K, V, Fut>(
         &self,
         cache: &Cache<K, Arc<Fetched<V>>>,
         kind: &'static str,
@@ -387,618 +392,6 @@ impl Inner {
                 message: message.clone(),
             }),
         }
-    }
-
-    // ---- IAM ----
-
-    async fn role(&self, role: &RoleArn) -> Result<Option<RoleEvidence>, FetchError> {
-        self.cached(&self.roles, "role", role.clone(), || async {
-            fetched(self.fetch_role(role).await)
-        })
-        .await
-    }
-
-    async fn fetch_role(&self, role: &RoleArn) -> Result<RoleEvidence, FetchError> {
-        let c = self.clients(role.account(), &self.home_region).await;
-        let name = role.name();
-        let out = self
-            .call(
-                Svc::Iam,
-                "GetRole",
-                "iam:GetRole",
-                c.iam.get_role().role_name(name).send(),
-            )
-            .await?;
-        let r = out.role().ok_or_else(|| FetchError::Unavailable {
-            message: "GetRole answered without a role".into(),
-        })?;
-        let trust_policy = r
-            .assume_role_policy_document()
-            .map(|d| parse_doc(d, "the trust policy"))
-            .transpose()?;
-        let tags = r
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        let boundary_arn = r
-            .permissions_boundary()
-            .and_then(|b| b.permissions_boundary_arn())
-            .map(str::to_string);
-
-        let names: Vec<String> = self
-            .call(
-                Svc::Iam,
-                "ListRolePolicies",
-                "iam:ListRolePolicies",
-                c.iam
-                    .list_role_policies()
-                    .role_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?;
-        let c = &c;
-        let inline = join_all(names.iter().map(|p| async move {
-            let out = self
-                .call(
-                    Svc::Iam,
-                    "GetRolePolicy",
-                    "iam:GetRolePolicy",
-                    c.iam
-                        .get_role_policy()
-                        .role_name(name)
-                        .policy_name(p)
-                        .send(),
-                )
-                .await?;
-            Ok::<_, FetchError>(NamedDocument {
-                name: Some(p.clone()),
-                arn: None,
-                document: parse_doc(out.policy_document(), &format!("inline policy {p}"))?,
-            })
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-
-        let attached = self
-            .call(
-                Svc::Iam,
-                "ListAttachedRolePolicies",
-                "iam:ListAttachedRolePolicies",
-                c.iam
-                    .list_attached_role_policies()
-                    .role_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?;
-        let managed = join_all(attached.iter().map(|a| async move {
-            let arn = a.policy_arn().unwrap_or_default().to_string();
-            let doc = self.managed_policy(role.account(), &arn).await?;
-            Ok::<_, FetchError>(NamedDocument {
-                name: a.policy_name().map(str::to_string),
-                arn: Some(arn),
-                document: doc,
-            })
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-
-        let permissions_boundary = match boundary_arn {
-            Some(arn) => Some(NamedDocument {
-                name: arn.rsplit('/').next().map(str::to_string),
-                document: self.managed_policy(role.account(), &arn).await?,
-                arn: Some(arn),
-            }),
-            None => None,
-        };
-        Ok(RoleEvidence {
-            arn: role.to_string(),
-            found: true,
-            trust_policy,
-            inline_policies: inline,
-            managed_policies: managed,
-            permissions_boundary,
-            tags,
-        })
-    }
-
-    /// A managed policy's default version, shared between the roles that attach it.
-    async fn managed_policy(&self, account: &AccountId, arn: &str) -> Result<Document, FetchError> {
-        let got = self
-            .cached(
-                &self.policies,
-                "policy",
-                (account.clone(), arn.to_string()),
-                || async { fetched(self.fetch_managed_policy(account, arn).await) },
-            )
-            .await?;
-        got.ok_or_else(|| FetchError::Unavailable {
-            message: format!("policy {arn} is attached but was not found"),
-        })
-    }
-
-    async fn fetch_managed_policy(
-        &self,
-        account: &AccountId,
-        arn: &str,
-    ) -> Result<Document, FetchError> {
-        let c = self.clients(account, &self.home_region).await;
-        let p = self
-            .call(
-                Svc::Iam,
-                "GetPolicy",
-                "iam:GetPolicy",
-                c.iam.get_policy().policy_arn(arn).send(),
-            )
-            .await?;
-        let version = p
-            .policy()
-            .and_then(|p| p.default_version_id())
-            .ok_or_else(|| FetchError::Unavailable {
-                message: format!("GetPolicy for {arn} named no default version"),
-            })?
-            .to_string();
-        let v = self
-            .call(
-                Svc::Iam,
-                "GetPolicyVersion",
-                "iam:GetPolicyVersion",
-                c.iam
-                    .get_policy_version()
-                    .policy_arn(arn)
-                    .version_id(&version)
-                    .send(),
-            )
-            .await?;
-        let doc = v
-            .policy_version()
-            .and_then(|v| v.document())
-            .ok_or_else(|| FetchError::Unavailable {
-                message: format!("GetPolicyVersion for {arn} returned no document"),
-            })?;
-        parse_doc(doc, &format!("policy {arn}"))
-    }
-
-    async fn providers(
-        &self,
-        account: &AccountId,
-        issuer: &str,
-    ) -> Result<Vec<OidcProviderEvidence>, FetchError> {
-        let list = self
-            .cached(
-                &self.providers,
-                "oidcProviders",
-                account.clone(),
-                || async {
-                    let c = self.clients(account, &self.home_region).await;
-                    fetched(
-                        self.call(
-                            Svc::Iam,
-                            "ListOpenIDConnectProviders",
-                            "iam:ListOpenIDConnectProviders",
-                            c.iam.list_open_id_connect_providers().send(),
-                        )
-                        .await
-                        .map(|o| ProviderList {
-                            arns: o
-                                .open_id_connect_provider_list()
-                                .iter()
-                                .filter_map(|p| p.arn().map(str::to_string))
-                                .collect(),
-                        }),
-                    )
-                },
-            )
-            .await?;
-        let list = list.unwrap_or(ProviderList { arns: vec![] });
-        let mut out = Vec::new();
-        for arn in &list.arns {
-            let url = arn
-                .split_once(":oidc-provider/")
-                .map(|(_, u)| u.to_string())
-                .unwrap_or_default();
-            if normalize_issuer(&url) != issuer {
-                out.push(OidcProviderEvidence {
-                    url,
-                    client_ids: vec![],
-                    arn: Some(arn.clone()),
-                });
-                continue;
-            }
-            // Only the provider for this cluster's issuer needs its details.
-            let detail = self
-                .cached(
-                    &self.provider_details,
-                    "oidcProvider",
-                    arn.clone(),
-                    || async {
-                        let c = self.clients(account, &self.home_region).await;
-                        fetched(
-                            self.call(
-                                Svc::Iam,
-                                "GetOpenIDConnectProvider",
-                                "iam:GetOpenIDConnectProvider",
-                                c.iam
-                                    .get_open_id_connect_provider()
-                                    .open_id_connect_provider_arn(arn)
-                                    .send(),
-                            )
-                            .await
-                            .map(|o| ProviderDetail {
-                                url: o.url().unwrap_or(&url).to_string(),
-                                client_ids: o.client_id_list().to_vec(),
-                            }),
-                        )
-                    },
-                )
-                .await?;
-            if let Some(d) = detail {
-                out.push(OidcProviderEvidence {
-                    url: d.url,
-                    client_ids: d.client_ids,
-                    arn: Some(arn.clone()),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    // ---- SQS ----
-
-    async fn queue(&self, q: &QueueArn) -> Result<Option<QueueEvidence>, FetchError> {
-        self.cached(&self.queues, "queue", q.clone(), || async {
-            fetched(self.fetch_queue(q).await)
-        })
-        .await
-    }
-
-    async fn fetch_queue(&self, q: &QueueArn) -> Result<QueueEvidence, FetchError> {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let c = self.clients(q.account(), q.region()).await;
-        // The URL comes from SQS itself, never from user input.
-        let url = self
-            .call(
-                Svc::Sqs,
-                "GetQueueUrl",
-                "sqs:GetQueueUrl",
-                c.sqs
-                    .get_queue_url()
-                    .queue_name(q.name())
-                    .queue_owner_aws_account_id(q.account().as_str())
-                    .send(),
-            )
-            .await;
-        let url = match url {
-            Ok(out) => out
-                .queue_url()
-                .map(str::to_string)
-                .ok_or(FetchError::NotFound),
-            Err(e) => Err(e),
-        };
-        let url = match url {
-            Ok(u) => u,
-            // SQS says QueueDoesNotExist both for a missing queue and for one the caller may
-            // not see; only a reader in the queue's own account can tell them apart.
-            Err(FetchError::NotFound) if !self.reads_as_owner(q.account()).await => {
-                return Err(FetchError::Denied {
-                    permission: "sqs:GetQueueUrl".into(),
-                    message: format!(
-                        "SQS answers QueueDoesNotExist both for a missing queue and for one the operator may not see; configure aws.readerRoles for account {} to tell them apart",
-                        q.account()
-                    ),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let out = self
-            .call(
-                Svc::Sqs,
-                "GetQueueAttributes",
-                "sqs:GetQueueAttributes",
-                c.sqs
-                    .get_queue_attributes()
-                    .queue_url(&url)
-                    .attribute_names(A::Policy)
-                    .attribute_names(A::KmsMasterKeyId)
-                    .attribute_names(A::SqsManagedSseEnabled)
-                    .attribute_names(A::QueueArn)
-                    .send(),
-            )
-            .await?;
-        let attrs = out.attributes().cloned().unwrap_or_default();
-        let policy = attrs
-            .get(&A::Policy)
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| parse_doc(p, "the queue policy"))
-            .transpose()?;
-        // Tags are optional evidence: without them aws:ResourceTag/* stays unknown.
-        let tags = self
-            .call(
-                Svc::Sqs,
-                "ListQueueTags",
-                "sqs:ListQueueTags",
-                c.sqs.list_queue_tags().queue_url(&url).send(),
-            )
-            .await
-            .ok()
-            .map(|t| t.tags().cloned().unwrap_or_default().into_iter().collect());
-        Ok(QueueEvidence {
-            arn: Some(
-                attrs
-                    .get(&A::QueueArn)
-                    .cloned()
-                    .unwrap_or_else(|| q.to_string()),
-            ),
-            url: Some(url),
-            found: true,
-            policy,
-            kms_master_key_id: attrs
-                .get(&A::KmsMasterKeyId)
-                .cloned()
-                .filter(|k| !k.is_empty()),
-            sqs_managed_sse_enabled: attrs.get(&A::SqsManagedSseEnabled).map(|v| v == "true"),
-            tags,
-        })
-    }
-
-    // ---- KMS ----
-
-    async fn key(
-        &self,
-        key_ref: &str,
-        account: &AccountId,
-        region: &Region,
-    ) -> Result<Option<KmsKeyEvidence>, FetchError> {
-        self.cached(&self.keys, "kmsKey", key_ref.to_string(), || async {
-            fetched(self.fetch_key(key_ref, account, region).await)
-        })
-        .await
-    }
-
-    async fn fetch_key(
-        &self,
-        key_ref: &str,
-        account: &AccountId,
-        region: &Region,
-    ) -> Result<KmsKeyEvidence, FetchError> {
-        let c = self.clients(account, region).await;
-        let d = self
-            .call(
-                Svc::Kms,
-                "DescribeKey",
-                "kms:DescribeKey",
-                c.kms.describe_key().key_id(key_ref).send(),
-            )
-            .await?;
-        let m = d.key_metadata().ok_or_else(|| FetchError::Unavailable {
-            message: "DescribeKey answered without key metadata".into(),
-        })?;
-        let arn = m.arn().unwrap_or(key_ref).to_string();
-        let key_manager = match m.key_manager().map(|k| k.as_str()) {
-            Some("AWS") => KeyManager::Aws,
-            _ => KeyManager::Customer,
-        };
-        let key_state = m
-            .key_state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "Enabled".into());
-        let policy = self
-            .call(
-                Svc::Kms,
-                "GetKeyPolicy",
-                "kms:GetKeyPolicy",
-                c.kms
-                    .get_key_policy()
-                    .key_id(&arn)
-                    .policy_name("default")
-                    .send(),
-            )
-            .await?
-            .policy()
-            .map(|p| parse_doc(p, "the key policy"))
-            .transpose()?;
-        let grants = self
-            .call(
-                Svc::Kms,
-                "ListGrants",
-                "kms:ListGrants",
-                c.kms
-                    .list_grants()
-                    .key_id(&arn)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?
-            .into_iter()
-            .filter_map(|g| {
-                Some(GrantEvidence {
-                    grant_id: g.grant_id().map(str::to_string),
-                    name: g.name().map(str::to_string).filter(|n| !n.is_empty()),
-                    grantee_principal: g.grantee_principal()?.to_string(),
-                    operations: g
-                        .operations()
-                        .iter()
-                        .map(|o| o.as_str().to_string())
-                        .collect(),
-                    constraints: g.constraints().map(|c| GrantConstraints {
-                        encryption_context_subset: c
-                            .encryption_context_subset()
-                            .map(|m| m.clone().into_iter().collect()),
-                        encryption_context_equals: c
-                            .encryption_context_equals()
-                            .map(|m| m.clone().into_iter().collect()),
-                    }),
-                })
-            })
-            .collect();
-        let aliases = if key_ref.contains(":alias/") || key_ref.starts_with("alias/") {
-            vec![key_ref.rsplit(':').next().unwrap_or(key_ref).to_string()]
-        } else {
-            vec![]
-        };
-        Ok(KmsKeyEvidence {
-            arn,
-            found: true,
-            aliases,
-            key_manager,
-            key_state,
-            policy: policy.or_else(|| None),
-            grants,
-        })
-    }
-
-    // ---- EKS ----
-
-    /// The cluster whose Pod Identity associations count: its name (the input's, else the
-    /// configuration's), region, account and ARN.
-    async fn cluster(&self, input: &SnapshotInput) -> ClusterEvidence {
-        let cfg = &self.cfg.cluster;
-        let name = input.cluster_name.clone().or_else(|| cfg.name.clone());
-        // The configured ARN describes the configured cluster only.
-        let arn = cfg
-            .arn
-            .clone()
-            .filter(|_| input.cluster_name.is_none() || input.cluster_name == cfg.name);
-        let mut c = ClusterEvidence {
-            oidc_issuer: input.oidc_issuer.clone(),
-            name,
-            arn,
-            account: None,
-            region: None,
-        };
-        if c.name.is_none() {
-            return c;
-        }
-        c.region = Some(
-            c.cluster_region()
-                .or_else(|| cfg.region.clone())
-                .unwrap_or_else(|| self.home_region.to_string()),
-        );
-        if c.cluster_account().is_none() {
-            // The operator runs in the cluster's account.
-            c.account = self.home_account().await.map(|a| a.to_string());
-        }
-        c
-    }
-
-    async fn associations(
-        &self,
-        cluster: &str,
-        region: &Region,
-        namespace: &str,
-        service_account: &str,
-    ) -> Result<Option<Vec<PodIdentityAssociationEvidence>>, FetchError> {
-        let key = (
-            cluster.to_string(),
-            region.to_string(),
-            namespace.to_string(),
-            service_account.to_string(),
-        );
-        self.cached(
-            &self.associations,
-            "podIdentityAssociations",
-            key,
-            || async {
-                fetched(
-                    self.fetch_associations(cluster, region, namespace, service_account)
-                        .await,
-                )
-            },
-        )
-        .await
-    }
-
-    async fn fetch_associations(
-        &self,
-        cluster: &str,
-        region: &Region,
-        namespace: &str,
-        service_account: &str,
-    ) -> Result<Vec<PodIdentityAssociationEvidence>, FetchError> {
-        let c = self.clients_as(None, region).await;
-        let summaries = self
-            .call(
-                Svc::Eks,
-                "ListPodIdentityAssociations",
-                "eks:ListPodIdentityAssociations",
-                c.eks
-                    .list_pod_identity_associations()
-                    .cluster_name(cluster)
-                    .namespace(namespace)
-                    .service_account(service_account)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?;
-        let c = &c;
-        let described = join_all(
-            summaries
-                .iter()
-                .filter(|a| {
-                    a.namespace() == Some(namespace) && a.service_account() == Some(service_account)
-                })
-                .filter_map(|a| a.association_id())
-                .map(|id| async move {
-                    self.call(
-                        Svc::Eks,
-                        "DescribePodIdentityAssociation",
-                        "eks:DescribePodIdentityAssociation",
-                        c.eks
-                            .describe_pod_identity_association()
-                            .cluster_name(cluster)
-                            .association_id(id)
-                            .send(),
-                    )
-                    .await
-                }),
-        )
-        .await;
-        let mut out = Vec::new();
-        for d in described {
-            let a = match d {
-                Ok(o) => match o.association {
-                    Some(a) => a,
-                    None => continue,
-                },
-                // Deleted between the list and the describe.
-                Err(FetchError::NotFound) => continue,
-                Err(e) => return Err(e),
-            };
-            let Some(role_arn) = a.role_arn() else {
-                continue;
-            };
-            out.push(PodIdentityAssociationEvidence {
-                association_id: a.association_id().map(str::to_string),
-                association_arn: a.association_arn().map(str::to_string),
-                namespace: a.namespace().unwrap_or(namespace).to_string(),
-                service_account: a.service_account().unwrap_or(service_account).to_string(),
-                role_arn: role_arn.to_string(),
-                target_role_arn: a.target_role_arn().map(str::to_string),
-                external_id: a.external_id().map(str::to_string),
-                disable_session_tags: a.disable_session_tags().unwrap_or(false),
-                policy: a
-                    .policy()
-                    .filter(|p| !p.trim().is_empty())
-                    .map(|p| parse_doc(p, "the association's session policy"))
-                    .transpose()?,
-                modified_at: a
-                    .modified_at()
-                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
-            });
-        }
-        Ok(out)
     }
 
     // ---- assembly ----
@@ -1230,7 +623,7 @@ fn full_access() -> Document {
     .expect("the default endpoint policy is valid")
 }
 
-fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> {
+pub(super) fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> {
     Document::parse_str(text).map_err(|e| FetchError::Unavailable {
         message: format!("AWS returned {what} that cannot be parsed: {e}"),
     })
