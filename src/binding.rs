@@ -13,7 +13,9 @@ use kube::{Api, Client, ResourceExt};
 use crate::aws::{SnapshotInput, SnapshotSource};
 use crate::changes::{DocRef, dependencies};
 use crate::crd::SqsAccessBinding;
-use crate::diagnosis::snapshot::{EvidenceError, EvidenceErrorKind, ServiceAccountEvidence};
+use crate::diagnosis::snapshot::{
+    EvidenceError, EvidenceErrorKind, PodEvidence, ServiceAccountEvidence,
+};
 use crate::diagnosis::{Verdict, diagnose_with};
 
 /// Reads a service account's annotations; `Ok(None)` when it does not exist.
@@ -77,15 +79,19 @@ pub async fn evaluate_binding(
     facts: &ClusterFacts,
     source: &dyn SnapshotSource,
 ) -> Verdict {
-    evaluate_binding_with_deps(binding, facts, source).await.0
+    evaluate_binding_with_deps(binding, facts, source, None)
+        .await
+        .0
 }
 
-/// [`evaluate_binding`], with the documents the verdict was built from (for the controller's
-/// change index).
+/// [`evaluate_binding`], with the pods of the service account when they are known (the
+/// controller watches them; the verdict then says whether they run with the checked role), and
+/// the documents the verdict was built from (for the controller's change index).
 pub async fn evaluate_binding_with_deps(
     binding: &SqsAccessBinding,
     facts: &ClusterFacts,
     source: &dyn SnapshotSource,
+    pods: Option<Vec<PodEvidence>>,
 ) -> (Verdict, BTreeSet<DocRef>) {
     let namespace = binding.namespace().unwrap_or_default();
     let spec = &binding.spec.binding;
@@ -123,6 +129,7 @@ pub async fn evaluate_binding_with_deps(
         service_account,
         oidc_issuer: facts.oidc_issuer.clone(),
         cluster_name: None,
+        pods,
     };
     let mut snap = source.snapshot(&input).await;
     snap.evidence_errors.extend(errors);

@@ -341,6 +341,7 @@ fn binding(role: &str, queue: &str, n: usize) -> (SqsAccessBinding, SnapshotInpu
         }),
         oidc_issuer: Some(format!("https://{ISSUER}")),
         cluster_name: None,
+        pods: None,
     };
     (b, input)
 }
@@ -387,7 +388,7 @@ fn calls(src: &AwsSource, op: &'static str) -> u64 {
 async fn check_all(w: &World, bindings: &[(SqsAccessBinding, SnapshotInput)]) -> Vec<Outcome> {
     let mut out = Vec::new();
     for (b, _) in bindings {
-        let (v, deps) = evaluate_binding_with_deps(b, &facts(), w.src.as_ref()).await;
+        let (v, deps) = evaluate_binding_with_deps(b, &facts(), w.src.as_ref(), None).await;
         w.ctx
             .index()
             .set(&kube::runtime::reflector::ObjectRef::from_obj(b), deps);
@@ -495,7 +496,7 @@ async fn live_a_burst_of_a_thousand_events_on_one_role_causes_one_fetch() {
         futures::future::join_all(
             bindings
                 .iter()
-                .map(|(b, _)| evaluate_binding_with_deps(b, &f, w.src.as_ref())),
+                .map(|(b, _)| evaluate_binding_with_deps(b, &f, w.src.as_ref(), None)),
         )
         .await;
     }

@@ -28,6 +28,8 @@ pub struct SnapshotInput {
     pub service_account: Option<ServiceAccountEvidence>,
     pub oidc_issuer: Option<String>,
     pub cluster_name: Option<String>,
+    /// The pods that run as the service account; `None`: not read.
+    pub pods: Option<Vec<crate::diagnosis::snapshot::PodEvidence>>,
 }
 
 /// Something that can complete a snapshot: AWS itself, or a fake in tests.

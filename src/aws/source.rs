@@ -547,6 +547,7 @@ impl Inner {
             kms_key: None,
             organization: self.cfg.organization.clone(),
             network: None,
+            pods: input.pods.clone(),
             request_context: Default::default(),
             evidence_errors: vec![],
         };

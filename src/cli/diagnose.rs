@@ -181,6 +181,7 @@ fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions),
         }),
         oidc_issuer: a.oidc_issuer.clone().or(cfg.oidc_issuer.clone()),
         cluster_name: a.cluster_name.clone(),
+        pods: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -248,7 +248,7 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     }
     let verdict = match tokio::time::timeout(
         ctx.check_timeout,
-        evaluate_binding_with_deps(&b, &ctx.facts, ctx.source.as_ref()),
+        evaluate_binding_with_deps(&b, &ctx.facts, ctx.source.as_ref(), None),
     )
     .await
     {
