@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Name of the leader-election Lease (one per installation).
     #[arg(long, default_value = "sqs-access-operator")]
     pub lease_name: String,
+    /// Do not watch pods (no WorkloadCredentials condition; the chart's RBAC then needs no pod
+    /// access).
+    #[arg(long)]
+    pub no_watch_pods: bool,
     /// Run the controller without leader election (single replica, development).
     #[arg(long)]
     pub no_leader_election: bool,
@@ -263,13 +267,12 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     admin_state.ready.store(true, Ordering::Relaxed);
     tracing::info!("caches synced; ready");
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        facts,
-        source.clone(),
-        metrics,
-        recheck,
-    ));
+    let ctx = Context::new(client.clone(), facts, source.clone(), metrics, recheck);
+    let ctx = Arc::new(if args.no_watch_pods {
+        ctx
+    } else {
+        ctx.with_pod_watch()
+    });
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(args.no_leader_election);
     if !args.no_leader_election {
         let ns = args
