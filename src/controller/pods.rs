@@ -319,3 +319,111 @@ fn owner(p: &Pod) -> Option<PodOwner> {
         name: r.name.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod as the API server returns it after the EKS pod identity webhook mutated it.
+    fn injected_pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "producer-7c9d8f6b5-x2k4p", "namespace": "orders",
+                "creationTimestamp": "2026-11-25T10:00:00Z",
+                "labels": {"app": "producer", "pod-template-hash": "7c9d8f6b5"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "producer-7c9d8f6b5", "uid": "3f1b", "controller": true,
+                    "blockOwnerDeletion": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}]
+            },
+            "spec": {
+                "serviceAccountName": "producer",
+                "securityContext": {"fsGroup": 65534},
+                "containers": [{
+                    "name": "app", "image": "example/producer:1.2.3",
+                    "env": [
+                        {"name": "LOG_LEVEL", "value": "info"},
+                        {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
+                        {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
+                        {"name": "AWS_REGION", "value": "us-east-1"},
+                        {"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111111111111:role/orders-producer"},
+                        {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
+                        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "legacy", "key": "id"}}}
+                    ],
+                    "envFrom": [{"secretRef": {"name": "more-env"}}],
+                    "volumeMounts": [
+                        {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true},
+                        {"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}
+                    ]
+                }],
+                "volumes": [
+                    {"name": "aws-iam-token", "projected": {"defaultMode": 420, "sources": [
+                        {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}},
+                    {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}
+                ]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.1.23"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_becomes_the_facts_that_decide_its_credentials() {
+        let f = pod_facts(&injected_pod());
+        assert_eq!(
+            f.owner,
+            Some(PodOwner {
+                kind: "Deployment".into(),
+                name: "producer".into()
+            })
+        );
+        assert_eq!(f.phase.as_deref(), Some("Running"));
+        assert_eq!(f.fs_group, Some(65534));
+        assert_eq!(f.created_at.as_deref(), Some("2026-11-25T10:00:00Z"));
+        let c = &f.containers[0];
+        assert!(
+            !c.env.contains_key("LOG_LEVEL"),
+            "only AWS variables are kept"
+        );
+        assert_eq!(
+            c.env["AWS_ACCESS_KEY_ID"],
+            "valueFrom:secretKeyRef:legacy/id"
+        );
+        assert_eq!(c.env_from, vec!["secret/more-env".to_string()]);
+        // The token volume with an audience and its mount, not the API access volume's mount.
+        let aws = f
+            .token_volumes
+            .iter()
+            .find(|v| v.name == "aws-iam-token")
+            .unwrap();
+        assert_eq!(aws.audience.as_deref(), Some("sts.amazonaws.com"));
+        assert!(c.mounts.iter().any(|m| m.volume == "aws-iam-token"));
+    }
+
+    #[test]
+    fn the_index_reports_only_real_changes() {
+        let idx = PodIndex::default();
+        let p = injected_pod();
+        assert_eq!(
+            idx.replace(vec![p.clone()]),
+            vec![("orders".into(), "producer".into())]
+        );
+        assert_eq!(idx.pods("orders", "producer").unwrap().len(), 1);
+        // A status change that does not touch the facts re-checks nothing.
+        let mut ready = p.clone();
+        ready.status.as_mut().unwrap().pod_ip = Some("10.0.1.24".into());
+        assert_eq!(idx.apply(&ready), None);
+        assert_eq!(
+            idx.delete("orders", "producer-7c9d8f6b5-x2k4p"),
+            Some(("orders".into(), "producer".into()))
+        );
+        assert!(idx.pods("orders", "producer").unwrap().is_empty());
+        assert!(
+            PodIndex::default().pods("orders", "producer").is_none(),
+            "not listed yet"
+        );
+    }
+}
