@@ -153,6 +153,13 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("kms", "ListGrants"),
     ("eks", "ListPodIdentityAssociations"),
     ("eks", "DescribePodIdentityAssociation"),
+    ("eks", "DescribeCluster"),
+    ("ec2", "DescribeVpcEndpoints"),
+    // Called as the organization reader role (config/iam-policy-org-reader.json).
+    ("organizations", "DescribeOrganization"),
+    ("organizations", "ListParents"),
+    ("organizations", "ListPoliciesForTarget"),
+    ("organizations", "DescribePolicy"),
     ("sts", "AssumeRole"),
     ("sts", "GetCallerIdentity"),
 ];

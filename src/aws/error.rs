@@ -54,6 +54,14 @@ const NOT_FOUND: &[&str] = &[
     "NotFoundException",
     "NotFound",
     "ResourceNotFoundException",
+    "InvalidVpcEndpointId.NotFound",
+    // Organizations: an account or target outside the organization, a deleted policy, or a
+    // reader whose account is in no organization (AWS says ChildNotFound, moto AccountNotFound).
+    "ChildNotFoundException",
+    "AccountNotFoundException",
+    "TargetNotFoundException",
+    "PolicyNotFoundException",
+    "AWSOrganizationsNotInUseException",
 ];
 
 const THROTTLED: &[&str] = &[
@@ -71,6 +79,8 @@ const THROTTLED: &[&str] = &[
     "InternalError",
     "KMSInternalException",
     "DependencyTimeoutException",
+    "ServiceException",
+    "Unavailable",
 ];
 
 /// Classifies an SDK error; `permission` is the IAM action the call needed.

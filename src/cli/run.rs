@@ -132,7 +132,24 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 
-    let issuer = match args.oidc_issuer.clone().or(cfg.oidc_issuer.clone()) {
+    let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
+    // The issuer: given, else eks:DescribeCluster (with cluster.name), else discovered from the
+    // API server.
+    let described = match args.oidc_issuer.clone().or(cfg.oidc_issuer.clone()) {
+        Some(i) => Some(i),
+        None => match source.cluster_issuer().await {
+            Ok(Some(i)) => {
+                tracing::info!(issuer = %i, "read the cluster's OIDC issuer with eks:DescribeCluster");
+                Some(i)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "eks:DescribeCluster failed: discovering the OIDC issuer through the API server");
+                None
+            }
+        },
+    };
+    let issuer = match described {
         Some(i) => Some(i),
         None => match discover_issuer(&client).await {
             Ok(i) => {
@@ -149,7 +166,6 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
         .recheck_interval
         .or(cfg.recheck_interval)
         .unwrap_or(Duration::from_secs(300));
-    let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
 
     // Watch-fed caches: service accounts (for every check) and namespace labels (webhook mode).
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
