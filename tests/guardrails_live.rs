@@ -443,7 +443,7 @@ async fn an_rcp_perimeter_denies_a_role_outside_the_organization_and_narrowing_i
     let i = input(&w.role, &w.queue_arn, None);
     let (snap, v) = check(&src, &i).await;
     let o = snap.organization.as_ref().unwrap();
-    assert_eq!(o.outside_accounts, [outside.clone()]);
+    assert_eq!(o.outside_accounts, std::slice::from_ref(&outside));
     assert!(o.accounts.contains_key(&org.member));
     // Known to be outside: aws:PrincipalOrgID is absent, so the perimeter decides.
     assert_eq!(v.verdict, Outcome::Denied, "{:#?}", v.reasons);
