@@ -860,6 +860,30 @@ async fn the_readers_own_trouble_is_undecided_never_denied() {
         "{}",
         v.reasons[0].message
     );
+
+    // STS refuses the organization reader role (the operator may not assume it, or the role
+    // does not trust it): the operator's own access denied, naming sts:AssumeRole.
+    let refused = Stub::start(
+        403,
+        "text/xml",
+        r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/sqs-access-operator/x is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::999999999999:role/sqs-access-org-reader</Message></Error><RequestId>1</RequestId></ErrorResponse>"#,
+    )
+    .await;
+    let src = AwsSource::from_sdk_config(
+        sdk_with(&url, "STS", &refused.url).await,
+        config(&[], Some("999999999999")),
+        Metrics::default(),
+    );
+    let (_, v) = check(&src, &i).await;
+    assert_eq!(v.verdict, Outcome::Indeterminate, "{:#?}", v.reasons);
+    assert_eq!(codes(&v), [ReasonCode::EvidenceUnreadable]);
+    let m = &v.reasons[0].message;
+    assert!(
+        m.contains("organization")
+            && m.contains("it lacks sts:AssumeRole")
+            && m.contains("sqs-access-org-reader"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

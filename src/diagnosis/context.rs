@@ -50,10 +50,18 @@ impl Diag {
         what: &str,
         kind: &str,
     ) -> Option<&'s OrgAccountEvidence> {
+        // A read that failed is a reason of its own (EvidenceUnreadable, AwsUnavailable).
+        let failed = |item: &str| snap.evidence_errors.iter().any(|e| e.item == item);
         let note = match &snap.organization {
+            None if failed("organization") => {
+                "the organization's policies could not be read (see the reasons): SCPs and RCPs not evaluated".to_string()
+            }
             None => NO_ORGANIZATION.to_string(),
             Some(org) => match org.accounts.get(acct.as_str()) {
                 Some(a) => return Some(a),
+                None if failed(&format!("organization ({acct})")) => format!(
+                    "the organization's policies for account {acct} could not be read (see the reasons): {kind}s of {what} not evaluated"
+                ),
                 None if org.outside_accounts.iter().any(|x| x == acct.as_str()) => format!(
                     "account {acct} is not a member of organization {}: its {kind}s are not evaluated (if it belongs to another organization, that one's policies are not read)",
                     org.id.as_deref().unwrap_or("(id unknown)")
