@@ -57,7 +57,7 @@ fn iam_policy_matches_the_calls_made() {
         // sts:GetCallerIdentity needs no permission.
         .filter(|(_, op)| *op != "GetCallerIdentity")
         .filter(|(svc, _)| *svc != "organizations")
-        .map(|(svc, op)| format!("{svc}:{op}"))
+        .map(|(svc, op)| sqs_access_operator::metrics::permission(svc, op))
         .collect();
     assert_eq!(operator, needed);
     // The operator may assume the organization reader role (and nothing wider).

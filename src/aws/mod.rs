@@ -6,6 +6,7 @@
 mod ec2;
 mod eks;
 pub mod error;
+pub mod events;
 mod iam;
 mod kms;
 mod org;
@@ -37,4 +38,6 @@ pub trait SnapshotSource: Send + Sync {
     fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot>;
     /// Which queue URLs this installation accepts (the configured endpoint, the region).
     fn spec_options(&self) -> SpecOptions;
+    /// Forgets what was cached of a document that changed in AWS.
+    fn invalidate(&self, _doc: &crate::changes::DocRef) {}
 }
