@@ -332,7 +332,7 @@ LEASE_RULES = sorted([
     (("coordination.k8s.io",), ("leases",), ("create",), ()),
     (("coordination.k8s.io",), ("leases",), ("get", "update"), ("sqs-access-operator",)),
 ])
-CONFIG_KEYS = {"aws", "cluster", "organization", "vpcEndpoints", "oidcIssuer", "recheckInterval", "webhook"}
+CONFIG_KEYS = {"aws", "cluster", "events", "organization", "vpcEndpoints", "oidcIssuer", "recheckInterval", "webhook"}
 
 
 def rules(role):
