@@ -332,7 +332,7 @@ LEASE_RULES = sorted([
     (("coordination.k8s.io",), ("leases",), ("create",), ()),
     (("coordination.k8s.io",), ("leases",), ("get", "update"), ("sqs-access-operator",)),
 ])
-CONFIG_KEYS = {"aws", "organization", "vpcEndpoints", "oidcIssuer", "recheckInterval", "webhook", "cluster", "events"}
+CONFIG_KEYS = {"aws", "cluster", "events", "organization", "vpcEndpoints", "oidcIssuer", "recheckInterval", "webhook"}
 POD_RULES = [(("",), ("pods",), ("list", "watch"), ())]
 
 

@@ -1,6 +1,6 @@
 //! The operator's configuration file (`--config FILE`): AWS settings, per-account reader roles,
-//! the organization's policies and VPC endpoint policies (read from here until an Organizations
-//! reader exists), the recheck interval and the cache TTL. `config/operator.yaml` is the
+//! the organization reader role (and organization policies and VPC endpoints given by hand,
+//! which override what is read), the recheck interval and the cache TTL. `config/operator.yaml` is the
 //! documented example.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::diagnosis::snapshot::{Document, OrganizationEvidence};
+use crate::diagnosis::snapshot::{Document, OrgAccountEvidence, OrganizationEvidence};
 use crate::ids::{AccountId, RoleArn};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,10 +16,11 @@ use crate::ids::{AccountId, RoleArn};
 pub struct Config {
     #[serde(default)]
     pub aws: AwsConfig,
-    /// The organization's SCPs and RCPs per member account, as in snapshots.
+    /// The organization: a role to read it with, and/or its SCPs and RCPs per member account
+    /// as in snapshots (these override what is read).
     #[serde(default)]
-    pub organization: Option<OrganizationEvidence>,
-    /// VPC endpoint policies by endpoint id.
+    pub organization: Option<OrganizationConfig>,
+    /// VPC endpoints by id (these override what `ec2:DescribeVpcEndpoints` answers).
     #[serde(default)]
     pub vpc_endpoints: BTreeMap<String, VpcEndpointConfig>,
     /// The cluster's OIDC issuer URL; discovered from the API server when absent.
@@ -116,10 +117,43 @@ pub struct ClusterConfig {
     /// The cluster's region (default: `aws.region`, else `AWS_REGION`).
     #[serde(default)]
     pub region: Option<String>,
-    /// The cluster's ARN (default: built from the name, the region and the operator's own
-    /// account).
+    /// The cluster's ARN (default: `eks:DescribeCluster`'s, else built from the name, the
+    /// region and the operator's own account).
     #[serde(default)]
     pub arn: Option<String>,
+}
+
+/// The organization: read from AWS with `reader_role_arn`, and/or given here. Accounts given
+/// here win over what is read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrganizationConfig {
+    /// A role in the management account or a delegated administrator that allows
+    /// `organizations:DescribeOrganization`, `ListParents`, `ListPoliciesForTarget` and
+    /// `DescribePolicy`; the operator assumes it to read SCPs and RCPs.
+    #[serde(default)]
+    pub reader_role_arn: Option<RoleArn>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, OrgAccountEvidence>,
+    #[serde(default)]
+    pub outside_accounts: Vec<String>,
+}
+
+impl OrganizationConfig {
+    /// What the configuration itself says, in the snapshot's form; `None` when it only names
+    /// a reader.
+    pub fn evidence(&self) -> Option<OrganizationEvidence> {
+        if self.id.is_none() && self.accounts.is_empty() && self.outside_accounts.is_empty() {
+            return None;
+        }
+        Some(OrganizationEvidence {
+            id: self.id.clone(),
+            accounts: self.accounts.clone(),
+            outside_accounts: self.outside_accounts.clone(),
+        })
+    }
 }
 
 /// Concurrent calls per service.
@@ -134,6 +168,11 @@ pub struct Concurrency {
     pub kms: usize,
     #[serde(default = "four")]
     pub eks: usize,
+    /// Organizations allows few calls a second per account.
+    #[serde(default = "two")]
+    pub organizations: usize,
+    #[serde(default = "four")]
+    pub ec2: usize,
 }
 
 impl Default for Concurrency {
@@ -143,6 +182,8 @@ impl Default for Concurrency {
             sqs: 16,
             kms: 16,
             eks: 4,
+            organizations: 2,
+            ec2: 4,
         }
     }
 }
@@ -188,6 +229,9 @@ impl Default for WebhookConfig {
 
 fn yes() -> bool {
     true
+}
+fn two() -> usize {
+    2
 }
 fn three() -> u32 {
     3
@@ -257,5 +301,34 @@ mod tests {
         assert!(e.contains("aws.readerRoles"), "{e}");
         let e = Config::from_yaml_str("aws: {regoin: us-east-1}").unwrap_err();
         assert!(e.contains("regoin"), "{e}");
+    }
+
+    #[test]
+    fn organization_reader_and_given_accounts() {
+        let c = Config::from_yaml_str(
+            "organization: {readerRoleArn: 'arn:aws:iam::999999999999:role/sqs-access-org-reader'}",
+        )
+        .unwrap();
+        let org = c.organization.unwrap();
+        assert_eq!(
+            org.reader_role_arn.as_ref().unwrap().as_str(),
+            "arn:aws:iam::999999999999:role/sqs-access-org-reader"
+        );
+        assert!(org.evidence().is_none(), "a reader alone gives no evidence");
+        let c = Config::from_yaml_str(
+            "organization: {id: o-abc, outsideAccounts: ['444444444444'], accounts: {'111111111111': {path: o-abc/r-ab12/}}}",
+        )
+        .unwrap();
+        let ev = c.organization.unwrap().evidence().unwrap();
+        assert_eq!(ev.outside_accounts, ["444444444444"]);
+        assert_eq!(ev.accounts.len(), 1);
+        let e = Config::from_yaml_str("organization: {readerRoleArn: 'arn:aws:iam::9999:user/x'}")
+            .unwrap_err();
+        assert!(e.contains("organization.readerRoleArn"), "{e}");
+        let e = Config::from_yaml_str("organization: {readerRole: x}").unwrap_err();
+        assert!(e.contains("readerRole"), "{e}");
+        let c = Config::from_yaml_str("aws: {concurrency: {organizations: 1, ec2: 2}}").unwrap();
+        assert_eq!(c.aws.concurrency.organizations, 1);
+        assert_eq!(c.aws.concurrency.ec2, 2);
     }
 }

@@ -183,6 +183,13 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("eks", "DescribePodIdentityAssociation"),
     ("sqs", "ReceiveMessage"),
     ("sqs", "DeleteMessageBatch"),
+    ("eks", "DescribeCluster"),
+    ("ec2", "DescribeVpcEndpoints"),
+    // Called as the organization reader role (config/iam-policy-org-reader.json).
+    ("organizations", "DescribeOrganization"),
+    ("organizations", "ListParents"),
+    ("organizations", "ListPoliciesForTarget"),
+    ("organizations", "DescribePolicy"),
     ("sts", "AssumeRole"),
     ("sts", "GetCallerIdentity"),
 ];

@@ -1,18 +1,55 @@
-//! EKS reads: the cluster the operator runs in, and its Pod Identity associations for a
-//! service account.
+//! EKS reads: the cluster the operator runs in (`eks:DescribeCluster`: its ARN and OIDC
+//! issuer), and its Pod Identity associations for a service account.
 
 use futures::future::join_all;
 
-use super::SnapshotInput;
 use super::error::FetchError;
 use super::source::{Inner, Svc, fetched, parse_doc};
+use super::{AwsSource, SnapshotInput};
 use crate::diagnosis::snapshot::{ClusterEvidence, PodIdentityAssociationEvidence};
 use crate::ids::Region;
 
+/// What `eks:DescribeCluster` says about the cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterInfo {
+    arn: Option<String>,
+    issuer: Option<String>,
+}
+
+impl AwsSource {
+    /// The configured cluster's OIDC issuer, read with `eks:DescribeCluster` (`None`: no
+    /// `cluster.name` configured, or the cluster has no issuer). `run` prefers it to discovery
+    /// through the API server.
+    pub async fn cluster_issuer(&self) -> Result<Option<String>, FetchError> {
+        let i = &self.inner;
+        let Some(name) = i.cfg.cluster.name.clone() else {
+            return Ok(None);
+        };
+        let region = i
+            .cfg
+            .cluster
+            .region
+            .as_deref()
+            .and_then(|r| Region::parse(r).ok())
+            .unwrap_or_else(|| i.home_region.clone());
+        match i.describe_cluster(&name, &region).await? {
+            Some(c) => Ok(c.issuer),
+            None => Err(FetchError::Unavailable {
+                message: format!("EKS cluster {name} was not found in {region}"),
+            }),
+        }
+    }
+}
+
 impl Inner {
     /// The cluster whose Pod Identity associations count: its name (the input's, else the
-    /// configuration's), region, account and ARN.
-    pub(super) async fn cluster(&self, input: &SnapshotInput) -> ClusterEvidence {
+    /// configuration's), region, ARN and account (from `eks:DescribeCluster`, else the
+    /// configuration, else the operator's own account), and its OIDC issuer when the input
+    /// has none. The error is DescribeCluster's, when it failed.
+    pub(super) async fn cluster(
+        &self,
+        input: &SnapshotInput,
+    ) -> (ClusterEvidence, Option<FetchError>) {
         let cfg = &self.cfg.cluster;
         let name = input.cluster_name.clone().or_else(|| cfg.name.clone());
         // The configured ARN describes the configured cluster only.
@@ -27,19 +64,73 @@ impl Inner {
             account: None,
             region: None,
         };
-        if c.name.is_none() {
-            return c;
+        let Some(name) = c.name.clone() else {
+            return (c, None);
+        };
+        let region = c
+            .cluster_region()
+            .or_else(|| cfg.region.clone())
+            .unwrap_or_else(|| self.home_region.to_string());
+        c.region = Some(region.clone());
+        let mut error = None;
+        match Region::parse(&region) {
+            Ok(r) => match self.describe_cluster(&name, &r).await {
+                Ok(Some(info)) => {
+                    if c.arn.is_none() {
+                        c.arn = info.arn;
+                    }
+                    if c.oidc_issuer.is_none() {
+                        c.oidc_issuer = info.issuer;
+                    }
+                }
+                // The associations' read says the cluster is missing.
+                Ok(None) => {}
+                Err(e) => error = Some(e),
+            },
+            Err(e) => {
+                error = Some(FetchError::Unavailable {
+                    message: format!("cluster.region: {e}"),
+                })
+            }
         }
-        c.region = Some(
-            c.cluster_region()
-                .or_else(|| cfg.region.clone())
-                .unwrap_or_else(|| self.home_region.to_string()),
-        );
         if c.cluster_account().is_none() {
             // The operator runs in the cluster's account.
             c.account = self.home_account().await.map(|a| a.to_string());
         }
-        c
+        (c, error)
+    }
+
+    pub(super) async fn describe_cluster(
+        &self,
+        name: &str,
+        region: &Region,
+    ) -> Result<Option<ClusterInfo>, FetchError> {
+        let key = (name.to_string(), region.to_string());
+        self.cached(&self.clusters, "cluster", key, || async {
+            let c = self.clients_as(None, region).await;
+            fetched(
+                self.call(
+                    Svc::Eks,
+                    "DescribeCluster",
+                    "eks:DescribeCluster",
+                    c.eks.describe_cluster().name(name).send(),
+                )
+                .await
+                .map(|o| {
+                    let cl = o.cluster();
+                    ClusterInfo {
+                        arn: cl.and_then(|c| c.arn()).map(str::to_string),
+                        issuer: cl
+                            .and_then(|c| c.identity())
+                            .and_then(|i| i.oidc())
+                            .and_then(|o| o.issuer())
+                            .filter(|i| !i.is_empty())
+                            .map(str::to_string),
+                    }
+                }),
+            )
+        })
+        .await
     }
 
     pub(super) async fn associations(

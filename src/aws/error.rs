@@ -54,6 +54,14 @@ const NOT_FOUND: &[&str] = &[
     "NotFoundException",
     "NotFound",
     "ResourceNotFoundException",
+    "InvalidVpcEndpointId.NotFound",
+    // Organizations: an account or target outside the organization, a deleted policy, or a
+    // reader whose account is in no organization (AWS says ChildNotFound, moto AccountNotFound).
+    "ChildNotFoundException",
+    "AccountNotFoundException",
+    "TargetNotFoundException",
+    "PolicyNotFoundException",
+    "AWSOrganizationsNotInUseException",
 ];
 
 const THROTTLED: &[&str] = &[
@@ -71,6 +79,8 @@ const THROTTLED: &[&str] = &[
     "InternalError",
     "KMSInternalException",
     "DependencyTimeoutException",
+    "ServiceException",
+    "Unavailable",
 ];
 
 /// Classifies an SDK error; `permission` is the IAM action the call needed.
@@ -128,12 +138,15 @@ pub fn classify<E: ProvideErrorMetadata + fmt::Debug>(
         SdkError::TimeoutError(_) => FetchError::Unavailable {
             message: "the call timed out".into(),
         },
-        SdkError::DispatchFailure(d) => FetchError::Unavailable {
-            message: format!("could not reach AWS: {d:?}")
-                .chars()
-                .take(300)
-                .collect(),
-        },
+        SdkError::DispatchFailure(d) => d
+            .as_connector_error()
+            .and_then(|c| assume_role_failure(c))
+            .unwrap_or_else(|| FetchError::Unavailable {
+                message: format!("could not reach AWS: {d:?}")
+                    .chars()
+                    .take(300)
+                    .collect(),
+            }),
         SdkError::ResponseError(_) => FetchError::Unavailable {
             message: format!(
                 "unreadable response (HTTP {})",
@@ -144,4 +157,28 @@ pub fn classify<E: ProvideErrorMetadata + fmt::Debug>(
             message: "the request could not be built or sent".into(),
         },
     }
+}
+
+/// A reader role (per account, or the organization's) that could not be assumed surfaces as a
+/// dispatch failure whose cause is STS's answer: refused is the operator's own access denied
+/// (sts:AssumeRole, or the role's trust policy), not AWS being unavailable.
+fn assume_role_failure(d: &(dyn std::error::Error + 'static)) -> Option<FetchError> {
+    type AssumeRoleSdkError =
+        SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError, HttpResponse>;
+    let mut cur = Some(d);
+    while let Some(e) = cur {
+        if let Some(se) = e.downcast_ref::<AssumeRoleSdkError>() {
+            let err = se.as_service_error()?;
+            let code = err.code().unwrap_or_default();
+            if code.contains("AccessDenied") || code == "InvalidClientTokenId" {
+                return Some(FetchError::Denied {
+                    permission: "sts:AssumeRole".into(),
+                    message: err.message().unwrap_or(code).to_string(),
+                });
+            }
+            return None;
+        }
+        cur = e.source();
+    }
+    None
 }

@@ -1,12 +1,15 @@
-//! Live evidence: fetching what a snapshot holds from AWS with the SDK, cached (TTL) and
-//! coalesced, with per-service concurrency limits, timeouts, retries and classified errors.
+//! Live evidence: fetching what a snapshot holds from AWS with the SDK (IAM, SQS, KMS, EKS, EC2
+//! VPC endpoints, Organizations), cached (TTL) and coalesced, with per-service concurrency
+//! limits, timeouts, retries and classified errors.
 //! This is the only module that knows the SDK; everything else sees [`SnapshotSource`].
 
+mod ec2;
 mod eks;
 pub mod error;
 pub mod events;
 mod iam;
 mod kms;
+mod org;
 pub mod source;
 mod sqs;
 

@@ -15,7 +15,10 @@ use futures::future::BoxFuture;
 use moka::future::Cache;
 use tokio::sync::{Mutex, Semaphore};
 
+use super::ec2::VpcEndpointInfo;
+use super::eks::ClusterInfo;
 use super::error::{FetchError, classify};
+use super::org::OrgState;
 use super::{SnapshotInput, SnapshotSource};
 use crate::changes::DocRef;
 use crate::config::Config;
@@ -23,8 +26,7 @@ use crate::diagnosis::check::normalize_issuer;
 use crate::diagnosis::credentials::{RoleSource, role_source};
 use crate::diagnosis::snapshot::{
     BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, KeyManager,
-    KmsKeyEvidence, NetworkEvidence, NetworkPath, PodIdentityAssociationEvidence, QueueEvidence,
-    RoleEvidence, Snapshot,
+    KmsKeyEvidence, PodIdentityAssociationEvidence, QueueEvidence, RoleEvidence, Snapshot,
 };
 use crate::diagnosis::spec::SpecOptions;
 use crate::ids::{AccountId, QueueArn, Region, RoleArn};
@@ -59,6 +61,8 @@ pub(super) enum Svc {
     Sqs,
     Kms,
     Eks,
+    Ec2,
+    Org,
 }
 
 impl Svc {
@@ -68,6 +72,8 @@ impl Svc {
             Svc::Sqs => "sqs",
             Svc::Kms => "kms",
             Svc::Eks => "eks",
+            Svc::Ec2 => "ec2",
+            Svc::Org => "organizations",
         }
     }
 }
@@ -80,6 +86,7 @@ pub(super) struct Clients {
     pub(super) sqs: aws_sdk_sqs::Client,
     pub(super) kms: aws_sdk_kms::Client,
     pub(super) eks: aws_sdk_eks::Client,
+    pub(super) ec2: aws_sdk_ec2::Client,
 }
 
 /// The Pod Identity associations of one service account in one cluster.
@@ -123,6 +130,13 @@ pub(super) struct Inner {
     pub(super) keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
     pub(super) associations:
         Cache<AssociationKey, Arc<Fetched<Vec<PodIdentityAssociationEvidence>>>>,
+    /// eks:DescribeCluster by (name, region).
+    pub(super) clusters: Cache<(String, String), Arc<Fetched<ClusterInfo>>>,
+    /// ec2:DescribeVpcEndpoints by (account, region, endpoint id).
+    pub(super) endpoints: Cache<(Option<AccountId>, String, String), Arc<Fetched<VpcEndpointInfo>>>,
+    pub(super) ec2_limit: Semaphore,
+    /// The organization reader and its caches.
+    pub(super) org: OrgState,
 }
 
 impl AwsSource {
@@ -186,6 +200,8 @@ impl AwsSource {
             sqs_limit: Semaphore::new(cfg.aws.concurrency.sqs.max(1)),
             kms_limit: Semaphore::new(cfg.aws.concurrency.kms.max(1)),
             eks_limit: Semaphore::new(cfg.aws.concurrency.eks.max(1)),
+            ec2_limit: Semaphore::new(cfg.aws.concurrency.ec2.max(1)),
+            org: OrgState::new(&cfg, ttl),
             spec_opts: SpecOptions {
                 extra_queue_hosts,
                 region: Some(home_region.clone()),
@@ -197,6 +213,8 @@ impl AwsSource {
             queues: cache(10_000, ttl),
             keys: cache(10_000, ttl),
             associations: cache(10_000, ttl),
+            clusters: cache(100, ttl),
+            endpoints: cache(1_000, ttl),
             clients: Mutex::new(HashMap::new()),
             home_account: tokio::sync::OnceCell::new(),
             home_region,
@@ -308,8 +326,22 @@ impl AwsSource {
                     })
                     .map(drop)
             }
-            // Read from the configuration today: nothing cached to drop.
-            DocRef::Account { .. } | DocRef::Organization | DocRef::VpcEndpoint { .. } => Ok(()),
+            DocRef::Account { account } => {
+                i.org.invalidate_account(account);
+                Ok(())
+            }
+            // A policy changed, or one attached at the root or an OU: the organization's
+            // policies are re-read (such changes are rare).
+            DocRef::Organization => {
+                i.org.invalidate_all();
+                Ok(())
+            }
+            DocRef::VpcEndpoint { id } => {
+                let id = id.clone();
+                i.endpoints
+                    .invalidate_entries_if(move |k, _| k.2 == id)
+                    .map(drop)
+            }
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, "cache invalidation failed; dropping everything");
@@ -327,6 +359,9 @@ impl AwsSource {
         i.queues.invalidate_all();
         i.keys.invalidate_all();
         i.associations.invalidate_all();
+        i.clusters.invalidate_all();
+        i.endpoints.invalidate_all();
+        i.org.invalidate_all();
     }
 }
 
@@ -371,6 +406,7 @@ impl Inner {
             sqs: aws_sdk_sqs::Client::new(&conf),
             kms: aws_sdk_kms::Client::new(&conf),
             eks: aws_sdk_eks::Client::new(&conf),
+            ec2: aws_sdk_ec2::Client::new(&conf),
         });
         // Regions come from user specs: keep the map bounded.
         if map.len() >= 64 {
@@ -430,6 +466,8 @@ impl Inner {
             Svc::Sqs => &self.sqs_limit,
             Svc::Kms => &self.kms_limit,
             Svc::Eks => &self.eks_limit,
+            Svc::Ec2 => &self.ec2_limit,
+            Svc::Org => &self.org.limit,
         };
         let _permit = limit.acquire().await.expect("semaphores are never closed");
         // Retries happen inside the SDK; this deadline bounds all of them together.
@@ -545,7 +583,7 @@ impl Inner {
             oidc_providers: None,
             queue: None,
             kms_key: None,
-            organization: self.cfg.organization.clone(),
+            organization: self.cfg.organization.as_ref().and_then(|o| o.evidence()),
             network: None,
             pods: input.pods.clone(),
             request_context: Default::default(),
@@ -555,29 +593,12 @@ impl Inner {
         let Ok(spec) = input.spec.validate(&self.spec_opts) else {
             return snap;
         };
-        if let Some(id) = &spec.vpc_endpoint_id {
-            snap.network = Some(match self.cfg.vpc_endpoints.get(id) {
-                Some(e) => NetworkEvidence {
-                    path: NetworkPath::VpcEndpoint,
-                    vpc_endpoint_id: Some(id.clone()),
-                    vpc_id: e.vpc_id.clone(),
-                    vpc_endpoint_policy: Some(e.policy.clone().unwrap_or_else(full_access)),
-                    source_ip: None,
-                },
-                None => NetworkEvidence {
-                    path: NetworkPath::VpcEndpoint,
-                    vpc_endpoint_id: Some(id.clone()),
-                    vpc_id: None,
-                    vpc_endpoint_policy: None,
-                    source_ip: None,
-                },
-            });
-        }
         let mut errors = Vec::new();
         // Which role the service account gets: a Pod Identity association wins over the IRSA
         // annotation, as in EKS, so the associations are read first.
         let sa = input.service_account.as_ref().filter(|sa| sa.found);
-        snap.cluster = self.cluster(input).await;
+        let cluster_error;
+        (snap.cluster, cluster_error) = self.cluster(input).await;
         if let (Some(_), Some(name)) = (sa, snap.cluster.name.clone()) {
             let region = snap
                 .cluster
@@ -621,7 +642,30 @@ impl Inner {
             ),
             _ => (None, None, false),
         };
-        let issuer = input.oidc_issuer.as_deref().map(normalize_issuer);
+        // An issuer the input does not give comes from eks:DescribeCluster; only IRSA needs it.
+        if let Some(e) = cluster_error
+            && irsa
+            && snap.cluster.oidc_issuer.is_none()
+        {
+            errors.push(evidence_error("cluster", &e));
+        }
+        let issuer = snap.cluster.oidc_issuer.as_deref().map(normalize_issuer);
+        // The endpoint is in the workload's VPC: the cluster's account and region when known,
+        // else the role's.
+        let endpoint_fut = async {
+            let id = spec.vpc_endpoint_id.as_ref()?;
+            let account = snap
+                .cluster
+                .cluster_account()
+                .and_then(|a| AccountId::parse(&a).ok())
+                .or_else(|| role_arn.as_ref().map(|r| r.account().clone()));
+            let region = snap
+                .cluster
+                .cluster_region()
+                .and_then(|r| Region::parse(&r).ok())
+                .unwrap_or_else(|| self.home_region.clone());
+            Some(self.network(id, account.as_ref(), &region).await)
+        };
         let role_fut = async {
             match &role_arn {
                 Some(r) => Some(self.role(r).await),
@@ -641,8 +685,12 @@ impl Inner {
             }
         };
         let queue_fut = self.queue(&spec.queue.arn);
-        let (role, target, providers, queue) =
-            tokio::join!(role_fut, target_fut, providers_fut, queue_fut);
+        let (role, target, providers, queue, endpoint) =
+            tokio::join!(role_fut, target_fut, providers_fut, queue_fut, endpoint_fut);
+        if let Some((network, error)) = endpoint {
+            snap.network = Some(network);
+            errors.extend(error);
+        }
         for (item, arn, got, slot) in [
             ("role", &role_arn, role, &mut snap.role),
             ("targetRole", &target_arn, target, &mut snap.target_role),
@@ -713,6 +761,25 @@ impl Inner {
                 Err(e) => errors.push(evidence_error("kmsKey", &e)),
             }
         }
+        // The organization's policies for every account the checks look at.
+        let mut accounts: Vec<AccountId> = [role_arn.as_ref(), target_arn.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|r| r.account().clone())
+            .collect();
+        accounts.push(spec.queue.arn.account().clone());
+        if let Some(k) = snap
+            .kms_key
+            .as_ref()
+            .and_then(|k| crate::policy::Arn::parse(&k.arn).ok())
+            && let Ok(a) = AccountId::parse(k.account)
+        {
+            accounts.push(a);
+        }
+        let (organization, org_errors) =
+            self.organization(snap.organization.take(), &accounts).await;
+        snap.organization = organization;
+        errors.extend(org_errors);
         snap.evidence_errors.extend(errors);
         snap
     }
@@ -743,7 +810,7 @@ fn key_reference(k: &str, queue: &QueueArn) -> (String, AccountId, Region) {
     (arn, queue.account().clone(), queue.region().clone())
 }
 
-fn full_access() -> Document {
+pub(super) fn full_access() -> Document {
     Document::parse_str(
         r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}"#,
     )
@@ -756,7 +823,7 @@ pub(super) fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> 
     })
 }
 
-fn evidence_error(item: &str, e: &FetchError) -> EvidenceError {
+pub(super) fn evidence_error(item: &str, e: &FetchError) -> EvidenceError {
     match e {
         FetchError::Denied {
             permission,

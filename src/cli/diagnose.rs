@@ -56,9 +56,13 @@ pub struct LiveArgs {
     /// with the checked role. Needs --namespace and --service-account.
     #[arg(long, requires = "service_account")]
     pub from_cluster: bool,
-    /// Operator configuration (reader roles, organization and endpoint policies).
+    /// Operator configuration (reader roles, organization reader, endpoint policies).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A role in the management account or a delegated administrator to read the
+    /// organization's SCPs and RCPs with (overrides the config's organization.readerRoleArn).
+    #[arg(long, value_name = "ARN")]
+    pub org_reader_role_arn: Option<String>,
     /// Write the fetched snapshot to this file (YAML).
     #[arg(long, value_name = "FILE")]
     pub dump_snapshot: Option<PathBuf>,
@@ -204,10 +208,16 @@ async fn read_cluster(input: &mut SnapshotInput, keep_role_arn: bool) -> Result<
 
 /// Fetches a snapshot from AWS for the CLI's `--live` mode.
 fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions), String> {
-    let cfg = match &a.config {
+    let mut cfg = match &a.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if let Some(r) = &a.org_reader_role_arn {
+        let arn = RoleArn::parse(r).map_err(|e| format!("--org-reader-role-arn: {e}"))?;
+        cfg.organization
+            .get_or_insert_with(Default::default)
+            .reader_role_arn = Some(arn);
+    }
     if a.role_arn.is_none()
         && a.cluster_name.is_none()
         && cfg.cluster.name.is_none()

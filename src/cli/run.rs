@@ -155,7 +155,24 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 
-    let issuer = match args.oidc_issuer.clone().or(cfg.oidc_issuer.clone()) {
+    let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
+    // The issuer: given, else eks:DescribeCluster (with cluster.name), else discovered from the
+    // API server.
+    let described = match args.oidc_issuer.clone().or(cfg.oidc_issuer.clone()) {
+        Some(i) => Some(i),
+        None => match source.cluster_issuer().await {
+            Ok(Some(i)) => {
+                tracing::info!(issuer = %i, "read the cluster's OIDC issuer with eks:DescribeCluster");
+                Some(i)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "eks:DescribeCluster failed: discovering the OIDC issuer through the API server");
+                None
+            }
+        },
+    };
+    let issuer = match described {
         Some(i) => Some(i),
         None => match discover_issuer(&client).await {
             Ok(i) => {
@@ -174,7 +191,6 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
         .recheck_interval
         .or(cfg.recheck_interval)
         .unwrap_or(Duration::from_secs(if events_on { 1800 } else { 300 }));
-    let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
     // A mistyped events queue is a configuration error, not something to retry.
     if let Some(u) = &cfg.events.queue_url {
         let opts = crate::aws::SnapshotSource::spec_options(source.as_ref());

@@ -50,10 +50,22 @@ impl Diag {
         what: &str,
         kind: &str,
     ) -> Option<&'s OrgAccountEvidence> {
+        // A read that failed is a reason of its own (EvidenceUnreadable, AwsUnavailable).
+        let failed = |item: &str| snap.evidence_errors.iter().any(|e| e.item == item);
         let note = match &snap.organization {
-            None => "the organization is not known (add it to the configuration): SCPs and RCPs not evaluated".to_string(),
+            None if failed("organization") => {
+                "the organization's policies could not be read (see the reasons): SCPs and RCPs not evaluated".to_string()
+            }
+            None => NO_ORGANIZATION.to_string(),
             Some(org) => match org.accounts.get(acct.as_str()) {
                 Some(a) => return Some(a),
+                None if failed(&format!("organization ({acct})")) => format!(
+                    "the organization's policies for account {acct} could not be read (see the reasons): {kind}s of {what} not evaluated"
+                ),
+                None if org.outside_accounts.iter().any(|x| x == acct.as_str()) => format!(
+                    "account {acct} is not a member of organization {}: its {kind}s are not evaluated (if it belongs to another organization, that one's policies are not read)",
+                    org.id.as_deref().unwrap_or("(id unknown)")
+                ),
                 None => format!(
                     "account {acct} is not in the snapshot's organization: {kind}s of {what} not evaluated"
                 ),
@@ -68,6 +80,7 @@ impl Diag {
     pub(super) fn scps_for(&mut self, snap: &Snapshot, acct: &AccountId) -> Option<Vec<OrgLevel>> {
         let a = self.org_account(snap, acct, &format!("account {acct}"), "SCP")?;
         if a.management_account {
+            self.management_note(acct);
             return None;
         }
         match &a.scps {
@@ -90,6 +103,7 @@ impl Diag {
     ) -> Option<Vec<OrgLevel>> {
         let a = self.org_account(snap, acct, what, "RCP")?;
         if a.management_account {
+            self.management_note(acct);
             return None;
         }
         match &a.rcps {
@@ -101,6 +115,15 @@ impl Diag {
                 }
                 None
             }
+        }
+    }
+
+    fn management_note(&mut self, acct: &AccountId) {
+        let n = format!(
+            "account {acct} is the organization's management account: SCPs and RCPs never apply to it, so none are evaluated there"
+        );
+        if !self.notes.contains(&n) {
+            self.notes.push(n);
         }
     }
 
@@ -215,13 +238,27 @@ pub(super) fn epoch_seconds(rfc3339: &str) -> Option<i64> {
         .map(|d| d.timestamp())
 }
 
-/// The organization id and path of an account, when the snapshot knows its organization.
-fn org_of(snap: &Snapshot, a: &AccountId) -> Option<(Option<String>, Option<String>)> {
-    snap.organization.as_ref().and_then(|o| {
-        o.accounts
-            .get(a.as_str())
-            .map(|acc| (o.id.clone(), acc.path.clone()))
-    })
+/// Why SCPs and RCPs were not evaluated when the snapshot has no organization.
+const NO_ORGANIZATION: &str = "the organization's policies were not read: SCPs and RCPs not evaluated (set organization.readerRoleArn to a role in the management account or a delegated administrator that allows organizations:DescribeOrganization, organizations:ListParents, organizations:ListPoliciesForTarget and organizations:DescribePolicy, or copy them into the configuration's organization)";
+
+/// What the snapshot knows about an account's organization.
+enum OrgMembership {
+    /// A member: the organization's id and the account's path, when known.
+    Member(Option<String>, Option<String>),
+    /// Known not to be a member: the org keys are absent from its requests.
+    Outside,
+    Unknown,
+}
+
+fn org_of(snap: &Snapshot, a: &AccountId) -> OrgMembership {
+    let Some(o) = &snap.organization else {
+        return OrgMembership::Unknown;
+    };
+    match o.accounts.get(a.as_str()) {
+        Some(acc) => OrgMembership::Member(o.id.clone(), acc.path.clone()),
+        None if o.outside_accounts.iter().any(|x| x == a.as_str()) => OrgMembership::Outside,
+        None => OrgMembership::Unknown,
+    }
 }
 
 /// The keys that describe a role session as the caller: its role, account, tags (the role's,
@@ -251,7 +288,7 @@ pub(super) fn session_keys(
         c.mark_unknown(&format!("aws:PrincipalTag/{k}"));
     }
     match org_of(snap, acct) {
-        Some((id, path)) => {
+        OrgMembership::Member(id, path) => {
             match id {
                 Some(id) => c.insert("aws:PrincipalOrgID", id),
                 None => c.mark_unknown("aws:PrincipalOrgID"),
@@ -261,7 +298,8 @@ pub(super) fn session_keys(
                 None => c.mark_unknown("aws:PrincipalOrgPaths"),
             };
         }
-        None => {
+        OrgMembership::Outside => {}
+        OrgMembership::Unknown => {
             c.mark_unknown("aws:PrincipalOrgID")
                 .mark_unknown("aws:PrincipalOrgPaths");
         }
@@ -271,13 +309,14 @@ pub(super) fn session_keys(
 /// `aws:ResourceOrgID` and `aws:ResourceOrgPaths` of the resource's account.
 pub(super) fn resource_org_keys(c: &mut Context, snap: &Snapshot, acct: &AccountId) {
     match org_of(snap, acct) {
-        Some((Some(id), path)) => {
+        OrgMembership::Member(Some(id), path) => {
             c.insert("aws:ResourceOrgID", id);
             match path {
                 Some(p) => c.insert_many("aws:ResourceOrgPaths", vec![p]),
                 None => c.mark_unknown("aws:ResourceOrgPaths"),
             };
         }
+        OrgMembership::Outside => {}
         _ => {
             c.mark_unknown("aws:ResourceOrgID")
                 .mark_unknown("aws:ResourceOrgPaths");

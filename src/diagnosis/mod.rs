@@ -4,7 +4,7 @@
 //!
 //! Split the way a reader follows a request: [`check`] runs the steps in order and holds the
 //! verdict; `credentials` (which role, IRSA or Pod Identity), `trust` (IRSA) and `pod_identity`
-//! (the rest of the credential step), `sqs`, `kms`; `context` builds what every evaluation
+//! (the rest of the credential step), `network` (the VPC endpoint), `sqs`, `kms`; `context` builds what every evaluation
 //! shares; `findings` turns the engine's answers into reasons and fixes.
 
 pub mod access;
@@ -13,6 +13,7 @@ mod context;
 pub mod credentials;
 mod findings;
 mod kms;
+mod network;
 mod pod_identity;
 pub mod reason;
 pub mod report;

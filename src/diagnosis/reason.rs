@@ -42,6 +42,10 @@ pub enum ReasonCode {
     ExplicitDenyInQueuePolicy,
     VpcEndpointPolicyDoesNotAllow,
     ExplicitDenyInVpcEndpointPolicy,
+    // The VPC endpoint the binding names.
+    VpcEndpointNotFound,
+    VpcEndpointNotForSqs,
+    VpcEndpointNotAvailable,
     ActionNotAllowedCrossAccount,
     ListQueuesNeedsWildcardResource,
     // SSE-KMS.
@@ -100,6 +104,7 @@ pub enum DiagLayer {
     Scp,
     Rcp,
     QueuePolicy,
+    VpcEndpoint,
     VpcEndpointPolicy,
     KmsKey,
     KmsKeyPolicy,
@@ -120,6 +125,7 @@ impl DiagLayer {
             DiagLayer::Scp => "scp",
             DiagLayer::Rcp => "rcp",
             DiagLayer::QueuePolicy => "queuePolicy",
+            DiagLayer::VpcEndpoint => "vpcEndpoint",
             DiagLayer::VpcEndpointPolicy => "vpcEndpointPolicy",
             DiagLayer::KmsKey => "kmsKey",
             DiagLayer::KmsKeyPolicy => "kmsKeyPolicy",

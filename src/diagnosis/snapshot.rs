@@ -300,6 +300,11 @@ pub struct OrganizationEvidence {
     /// Accounts whose organization policies are known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accounts: BTreeMap<String, OrgAccountEvidence>,
+    /// Accounts known not to be members of this organization: for them `aws:PrincipalOrgID`
+    /// and `aws:ResourceOrgID` are absent (not unknown), and this organization's SCPs and RCPs
+    /// do not apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside_accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -341,6 +346,15 @@ pub struct NetworkEvidence {
     pub path: NetworkPath,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_endpoint_id: Option<String>,
+    /// `false`: `ec2:DescribeVpcEndpoints` answered that the endpoint does not exist.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub found: bool,
+    /// The endpoint's service, e.g. `com.amazonaws.us-east-1.sqs`; `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The endpoint's state (`available`, `pending`, `rejected`, ...); `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
     /// `None`: the endpoint's policy was not read. An endpoint created without a policy has

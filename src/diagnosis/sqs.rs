@@ -29,22 +29,7 @@ impl Diag {
             set.rcps = levels;
         }
         let vpce = who.vpce.clone();
-        if let Some(id) = &vpce {
-            match snap.network.as_ref().filter(|n| n.vpc_endpoint_id.as_deref() == Some(id)) {
-                Some(n) => match &n.vpc_endpoint_policy {
-                    Some(p) => {
-                        set.vpc_endpoint =
-                            Some(NamedPolicy::new(format!("policy of VPC endpoint {id}"), p.policy.clone()))
-                    }
-                    None => self.notes.push(format!(
-                        "the policy of VPC endpoint {id} was not read: endpoint policy not evaluated"
-                    )),
-                },
-                None => self.notes.push(format!(
-                    "VPC endpoint {id} was not read: endpoint policy not evaluated"
-                )),
-            }
-        }
+        set.vpc_endpoint = self.vpc_endpoint_policy(who);
         let ctx = self.principal_context(who, region, false, vpce.as_deref());
 
         for action in &spec.actions {
