@@ -46,7 +46,8 @@ fn reader(account: &str) -> RoleArn {
 fn config(accounts: &[&str], management: Option<&str>) -> Config {
     let mut c = Config::default();
     c.aws.max_attempts = 1;
-    c.aws.call_timeout = Duration::from_secs(5);
+    // Generous: the emulator is slow when other tests load it; no test here waits for a timeout.
+    c.aws.call_timeout = Duration::from_secs(20);
     for a in accounts {
         c.aws
             .reader_roles
