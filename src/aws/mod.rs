@@ -6,6 +6,7 @@ mod eks;
 pub mod error;
 mod iam;
 mod kms;
+mod principal;
 pub mod source;
 mod sqs;
 
@@ -15,6 +16,7 @@ use crate::diagnosis::snapshot::{ServiceAccountEvidence, Snapshot};
 use crate::diagnosis::spec::{BindingSpec, SpecOptions};
 
 pub use error::FetchError;
+pub use principal::RequestInput;
 pub use source::AwsSource;
 
 /// What Kubernetes knows about a binding; the source adds what AWS knows.

@@ -98,7 +98,7 @@ pub(super) struct ProviderDetail {
 /// Reads snapshots from AWS.
 #[derive(Clone)]
 pub struct AwsSource {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 pub(super) struct Inner {
@@ -122,6 +122,7 @@ pub(super) struct Inner {
     pub(super) keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
     pub(super) associations:
         Cache<AssociationKey, Arc<Fetched<Vec<PodIdentityAssociationEvidence>>>>,
+    pub(super) principals: super::principal::PrincipalCaches,
 }
 
 impl AwsSource {
@@ -191,6 +192,7 @@ impl AwsSource {
             queues: cache(10_000, ttl),
             keys: cache(10_000, ttl),
             associations: cache(10_000, ttl),
+            principals: super::principal::PrincipalCaches::new(ttl),
             clients: Mutex::new(HashMap::new()),
             home_account: tokio::sync::OnceCell::new(),
             home_region,
@@ -217,6 +219,7 @@ impl AwsSource {
         i.queues.invalidate_all();
         i.keys.invalidate_all();
         i.associations.invalidate_all();
+        i.principals.invalidate_all();
     }
 }
 
@@ -396,18 +399,20 @@ impl Inner {
 
     // ---- assembly ----
 
-    async fn build(&self, input: &SnapshotInput) -> Snapshot {
+    pub(super) async fn build(&self, input: &SnapshotInput) -> Snapshot {
         let mut snap = Snapshot {
             api_version: crate::diagnosis::snapshot::API_VERSION.into(),
             kind: crate::diagnosis::snapshot::KIND.into(),
             captured_at: Some(
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
-            binding: BindingEvidence {
+            binding: Some(BindingEvidence {
                 namespace: input.namespace.clone(),
                 name: input.binding_name.clone(),
                 spec: input.spec.clone(),
-            },
+            }),
+            request: None,
+            user: None,
             service_account: input.service_account.clone(),
             cluster: ClusterEvidence {
                 oidc_issuer: input.oidc_issuer.clone(),
@@ -629,7 +634,7 @@ pub(super) fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> 
     })
 }
 
-fn evidence_error(item: &str, e: &FetchError) -> EvidenceError {
+pub(super) fn evidence_error(item: &str, e: &FetchError) -> EvidenceError {
     match e {
         FetchError::Denied {
             permission,

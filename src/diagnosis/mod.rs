@@ -14,6 +14,7 @@ pub mod credentials;
 mod findings;
 mod kms;
 mod pod_identity;
+mod principal;
 pub mod reason;
 pub mod report;
 pub mod snapshot;
@@ -23,6 +24,8 @@ mod trust;
 
 pub use access::{AccessMode, SqsAction};
 pub use check::{Check, Verdict, diagnose, diagnose_with};
+pub use findings::merge_fixes;
+pub use principal::{CallerSummary, UNKNOWN_SESSION};
 pub use reason::{DiagLayer, Finding, Fix, FixTarget, Outcome, ReasonCode};
 pub use snapshot::Snapshot;
 pub use spec::{BindingSpec, SpecError, SpecOptions, ValidSpec};
