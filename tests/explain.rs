@@ -417,3 +417,68 @@ fn the_command_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--context nonsense"));
 }
+
+#[test]
+fn a_users_boundary_and_a_federated_user() {
+    use sqs_access_operator::diagnosis::snapshot::{Document, NamedDocument};
+    let user = "arn:aws:iam::111111111111:user/ci-deployer";
+    let mut snap = example("user-kms-explicit-deny");
+    snap.user.as_mut().unwrap().permissions_boundary = Some(NamedDocument {
+        name: Some("only-kms".into()),
+        arn: None,
+        document: Document::parse_str(
+            r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+        )
+        .unwrap(),
+    });
+    let text = format!(
+        "User: {user} is not authorized to perform: sqs:SendMessage on resource: {QUEUE} because no permissions boundary allows the sqs:SendMessage action"
+    );
+    let x = run(&text, Options::default(), snap);
+    assert_eq!(
+        x.comparison.result,
+        Agreement::Agrees,
+        "{:#?}",
+        x.comparison
+    );
+    assert_eq!(codes(&x), [ReasonCode::PermissionsBoundaryDoesNotAllow]);
+    assert_eq!(
+        x.fixes[0].target,
+        FixTarget::PermissionsBoundary {
+            policy: "only-kms".into()
+        }
+    );
+    assert!(x.fixes[0].instruction.contains(&format!("of user {user}")));
+
+    // A federated user acts with the policies of the IAM user that federated it.
+    let fed = "arn:aws:sts::111111111111:federated-user/bob";
+    let text = format!(
+        "User: {fed} is not authorized to perform: kms:GenerateDataKey on resource: arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab with an explicit deny in an identity-based policy"
+    );
+    let opts = Options {
+        queue: Some(QUEUE.into()),
+        ..Default::default()
+    };
+    let x = run(&text, opts.clone(), example("user-kms-explicit-deny"));
+    assert_eq!(
+        x.comparison.result,
+        Agreement::Agrees,
+        "{:#?}",
+        x.comparison
+    );
+    let caller = x.verdict.as_ref().unwrap().caller.clone().unwrap();
+    assert_eq!(
+        (caller.kind.as_str(), caller.principal.as_str()),
+        ("FederatedUser", fed)
+    );
+    // Without the federating user, the tool says what it needs instead of guessing.
+    let mut snap = example("user-kms-explicit-deny");
+    snap.user = None;
+    let x = run(&text, opts, snap);
+    assert_eq!(x.comparison.result, Agreement::Undecided);
+    assert!(
+        x.comparison.message.contains("GetFederationToken"),
+        "{}",
+        x.comparison.message
+    );
+}
