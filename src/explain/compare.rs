@@ -319,7 +319,7 @@ pub fn compare(e: &ParsedError, sel: Selection, snap: &Snapshot, v: Verdict) -> 
                 (
                     Agreement::Agrees,
                     format!(
-                        "AWS and the diagnosis agree: {} denies {focus} ({}).",
+                        "AWS and the diagnosis agree: {focus} is refused in {} ({}).",
                         layer_words(diag_layers(c, &focus)[0]),
                         aws_words(c)
                     ),

@@ -82,7 +82,11 @@ pub fn render(x: &Explanation, subject: &str) -> String {
         } else {
             String::new()
         };
-        let _ = writeln!(out, "Evaluated: {who} -> {} {}{refused}", s.queue, s.action);
+        let _ = writeln!(
+            out,
+            "Evaluated: {who} calling {} on {}{refused}",
+            s.action, s.queue
+        );
         let _ = writeln!(out, "           ({})", s.origins.join("; "));
     }
     let _ = writeln!(out, "\nAnswer: {:?}", x.comparison.result);
@@ -132,7 +136,11 @@ pub fn render(x: &Explanation, subject: &str) -> String {
     if let Some(v) = &x.verdict {
         let _ = writeln!(out, "\nThe caller's access, layer by layer:");
         for line in render_text(v, subject).lines() {
-            let _ = writeln!(out, "  {line}");
+            if line.is_empty() {
+                let _ = writeln!(out);
+            } else {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
     out
