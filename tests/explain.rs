@@ -482,3 +482,38 @@ fn a_users_boundary_and_a_federated_user() {
         x.comparison.message
     );
 }
+
+/// The diagnosis words its findings as AWS does: every finding message in IAM's form, from every
+/// example, reads back with the same action and the layer of its code.
+#[test]
+fn finding_messages_read_back_as_aws_would_say_them() {
+    use sqs_access_operator::explain::ClaimedLayer as C;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/snapshots");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let snap = Snapshot::from_yaml_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for f in sqs_access_operator::diagnosis::diagnose(&snap).reasons {
+            if !f.message.starts_with("User: ") {
+                continue;
+            }
+            let got = parse(&f.message).unwrap();
+            let name = format!("{}: {:?}", p.display(), f.code);
+            assert_eq!(got.action, f.action, "{name}");
+            let claim = got.claim.unwrap_or_else(|| panic!("{name}: no claim"));
+            let want = match f.layer {
+                DiagLayer::IdentityPolicy => C::IdentityPolicy,
+                DiagLayer::QueuePolicy | DiagLayer::KmsKeyPolicy => C::ResourcePolicy,
+                DiagLayer::PermissionsBoundary => C::PermissionsBoundary,
+                DiagLayer::SessionPolicy => C::SessionPolicy,
+                DiagLayer::Scp => C::ServiceControlPolicy,
+                DiagLayer::Rcp => C::ResourceControlPolicy,
+                DiagLayer::VpcEndpointPolicy => C::VpcEndpointPolicy,
+                other => panic!("{name}: layer {other:?}"),
+            };
+            assert_eq!(claim.layer, Some(want), "{name}");
+            n += 1;
+        }
+    }
+    assert!(n >= 15, "only {n} messages");
+}
