@@ -166,7 +166,7 @@ async fn the_articles_kms_message_for_an_iam_user() {
     let v = x.verdict.as_ref().unwrap();
     let caller = v.caller.as_ref().unwrap();
     assert_eq!(caller.kind, "User");
-    assert_eq!(caller.groups, [group.clone()]);
+    assert_eq!(caller.groups, std::slice::from_ref(&group));
     assert_eq!(x.comparison.result, Agreement::NamedNoLayer, "{x:#?}");
     assert_eq!(codes(&x), [ReasonCode::ExplicitDenyInIdentityPolicy]);
     assert_eq!(
