@@ -33,6 +33,40 @@ pub struct Config {
     pub recheck_interval: Option<Duration>,
     #[serde(default)]
     pub webhook: WebhookConfig,
+    /// The queue AWS's change events arrive on (EventBridge → SQS).
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// Change events: CloudTrail records of policy changes, delivered by EventBridge to an SQS queue
+/// the operator long-polls. See config/events/.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventsConfig {
+    /// The queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or ARN; unset: no events.
+    #[serde(default)]
+    pub queue_url: Option<String>,
+    /// The queue's region when its URL does not say (default: aws.region).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// At most this many messages are read before their changes are applied together (a burst
+    /// of changes to one role causes one fetch of it).
+    #[serde(default = "thousand")]
+    pub max_batch: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queue_url: None,
+            region: None,
+            max_batch: 1000,
+        }
+    }
+}
+
+fn thousand() -> usize {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]

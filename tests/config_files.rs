@@ -47,7 +47,7 @@ fn iam_policy_matches_the_calls_made() {
         .iter()
         // sts:GetCallerIdentity needs no permission.
         .filter(|(_, op)| *op != "GetCallerIdentity")
-        .map(|(svc, op)| format!("{svc}:{op}"))
+        .map(|(svc, op)| sqs_access_operator::metrics::permission(svc, op))
         .collect();
     assert_eq!(granted, needed);
     // The policy itself is valid for our own engine.

@@ -43,6 +43,14 @@ fn examples_match_their_expectations() {
         let snap = Snapshot::from_yaml_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let v = diagnose(&snap);
         let got_verdict = format!("{:?}", v.verdict);
+        // Snapshots with pods also state the workload condition's reason.
+        let want_workload = header(&text, "expect-workload");
+        let got_workload = v.workload.as_ref().map(|w| w.reason.as_str());
+        if want_workload != got_workload {
+            failures.push(format!(
+                "{name}: workload {got_workload:?}, expected {want_workload:?}"
+            ));
+        }
         let mut got: Vec<String> = v.reasons.iter().map(|r| r.code.as_str()).collect();
         got.sort();
         got.dedup();

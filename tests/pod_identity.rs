@@ -248,6 +248,7 @@ fn input(
         }),
         oidc_issuer: None,
         cluster_name: None,
+        pods: None,
     }
 }
 

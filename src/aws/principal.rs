@@ -93,6 +93,7 @@ impl Inner {
             service_account: None,
             oidc_issuer: None,
             cluster_name: None,
+            pods: None,
         };
         let (mut snap, caller) = tokio::join!(self.build(&shared), self.caller(&principal));
         snap.binding = None;

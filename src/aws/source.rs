@@ -17,6 +17,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::error::{FetchError, classify};
 use super::{SnapshotInput, SnapshotSource};
+use crate::changes::DocRef;
 use crate::config::Config;
 use crate::diagnosis::check::normalize_issuer;
 use crate::diagnosis::credentials::{RoleSource, role_source};
@@ -174,7 +175,12 @@ impl AwsSource {
             K: std::hash::Hash + Eq + Send + Sync + 'static,
             V: Clone + Send + Sync + 'static,
         {
-            Cache::builder().max_capacity(cap).time_to_live(ttl).build()
+            // Invalidation closures: a change event drops exactly the entries it touches.
+            Cache::builder()
+                .max_capacity(cap)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build()
         }
         let inner = Inner {
             iam_limit: Semaphore::new(cfg.aws.concurrency.iam.max(1)),
@@ -207,6 +213,110 @@ impl AwsSource {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Forgets the cached documents a change touched (and what was built from them: a role's
+    /// entry holds its managed policies). Reads of other documents stay cached.
+    pub fn invalidate(&self, doc: &DocRef) {
+        let i = &self.inner;
+        // `invalidate_entries_if` only fails when closures were not enabled at build time.
+        let r = match doc {
+            DocRef::Role { account, name } => {
+                let (account, name) = (account.clone(), name.clone());
+                i.roles
+                    .invalidate_entries_if(move |k, _| {
+                        k.account().as_str() == account && k.name() == name
+                    })
+                    .map(drop)
+            }
+            DocRef::ManagedPolicy { arn } => {
+                let a = arn.clone();
+                let _ = i.policies.invalidate_entries_if(move |k, _| k.1 == a);
+                let a = arn.clone();
+                i.roles
+                    .invalidate_entries_if(move |_, v| match &**v {
+                        Fetched::Found(r) => r
+                            .managed_policies
+                            .iter()
+                            .chain(&r.permissions_boundary)
+                            .any(|p| p.arn.as_deref() == Some(a.as_str())),
+                        _ => false,
+                    })
+                    .map(drop)
+            }
+            DocRef::OidcProviders { account } => {
+                if let Ok(a) = AccountId::parse(account) {
+                    i.providers.invalidate_entries_if(move |k, _| *k == a).ok();
+                }
+                let needle = format!(":{account}:");
+                i.provider_details
+                    .invalidate_entries_if(move |k, _| k.contains(&needle))
+                    .map(drop)
+            }
+            DocRef::Queue {
+                account,
+                region,
+                name,
+            } => {
+                let (account, region, name) = (account.clone(), region.clone(), name.clone());
+                i.queues
+                    .invalidate_entries_if(move |k, _| {
+                        k.account().as_str() == account
+                            && k.region().as_str() == region
+                            && k.name() == name
+                    })
+                    .map(drop)
+            }
+            DocRef::Key { key_id } => {
+                let suffix = format!("key/{key_id}");
+                i.keys
+                    .invalidate_entries_if(move |k, v| {
+                        k.ends_with(&suffix)
+                            || matches!(&**v, Fetched::Found(key) if key.arn.ends_with(&suffix))
+                    })
+                    .map(drop)
+            }
+            DocRef::KeyAlias {
+                account,
+                region,
+                alias,
+            } => {
+                let suffix = format!("{region}:{account}:{alias}");
+                i.keys
+                    .invalidate_entries_if(move |k, _| k.ends_with(&suffix))
+                    .map(drop)
+            }
+            DocRef::Associations {
+                cluster,
+                namespace,
+                service_account,
+            } => {
+                let (c, n, sa) = (cluster.clone(), namespace.clone(), service_account.clone());
+                i.associations
+                    .invalidate_entries_if(move |k, _| k.0 == c && k.2 == n && k.3 == sa)
+                    .map(drop)
+            }
+            DocRef::Association { cluster, id } => {
+                let (c, id) = (cluster.clone(), id.clone());
+                i.associations
+                    .invalidate_entries_if(move |k, v| {
+                        k.0 == c
+                            && match &**v {
+                                Fetched::Found(list) => list
+                                    .iter()
+                                    .any(|a| a.association_id.as_deref() == Some(id.as_str())),
+                                _ => false,
+                            }
+                    })
+                    .map(drop)
+            }
+            // Read from the configuration today: nothing cached to drop.
+            DocRef::Account { .. } | DocRef::Organization | DocRef::VpcEndpoint { .. } => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cache invalidation failed; dropping everything");
+            self.invalidate_all();
+        }
     }
 
     /// Forgets every cached document.
@@ -328,6 +438,22 @@ impl Inner {
         // Retries happen inside the SDK; this deadline bounds all of them together.
         let deadline =
             self.cfg.aws.call_timeout * self.cfg.aws.max_attempts.max(1) + Duration::from_secs(1);
+        self.observe(svc, op, permission, deadline, fut).await
+    }
+
+    /// One AWS call with its own deadline and outside the concurrency limits (a long poll):
+    /// classified and counted like the others.
+    pub(super) async fn observe<T, E>(
+        &self,
+        svc: Svc,
+        op: &'static str,
+        permission: &str,
+        deadline: Duration,
+        fut: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, FetchError>
+    where
+        E: ProvideErrorMetadata + std::fmt::Debug,
+    {
         let result = match tokio::time::timeout(deadline, fut).await {
             Err(_) => Err(FetchError::Unavailable {
                 message: format!("{op} did not answer within {deadline:?}"),
@@ -426,6 +552,7 @@ impl Inner {
             kms_key: None,
             organization: self.cfg.organization.clone(),
             network: None,
+            pods: input.pods.clone(),
             request_context: Default::default(),
             evidence_errors: vec![],
         };
@@ -661,5 +788,9 @@ impl SnapshotSource for AwsSource {
 
     fn spec_options(&self) -> SpecOptions {
         self.inner.spec_opts.clone()
+    }
+
+    fn invalidate(&self, doc: &DocRef) {
+        AwsSource::invalidate(self, doc)
     }
 }

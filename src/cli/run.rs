@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Name of the leader-election Lease (one per installation).
     #[arg(long, default_value = "sqs-access-operator")]
     pub lease_name: String,
+    /// Do not watch pods (no WorkloadCredentials condition; the chart's RBAC then needs no pod
+    /// access).
+    #[arg(long)]
+    pub no_watch_pods: bool,
     /// Run the controller without leader election (single replica, development).
     #[arg(long)]
     pub no_leader_election: bool,
@@ -107,6 +111,25 @@ fn init_tracing(json: bool) {
     };
 }
 
+/// Opens the events queue (retrying while AWS cannot be reached) and follows it.
+async fn follow_events(ctx: Arc<Context>, source: Arc<AwsSource>) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match source.events_queue().await {
+            Ok(Some(q)) => {
+                tracing::info!("following AWS change events");
+                return controller::events::follow(ctx, q).await;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot open the events queue");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
 /// Reads the issuer from the API server's OIDC discovery document.
 pub async fn discover_issuer(client: &Client) -> Result<String, String> {
     let req = http::Request::get("/.well-known/openid-configuration")
@@ -145,11 +168,25 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             }
         },
     };
+    // With change events the periodic re-check is only the safety net for late or lost events.
+    let events_on = cfg.events.queue_url.is_some();
     let recheck = args
         .recheck_interval
         .or(cfg.recheck_interval)
-        .unwrap_or(Duration::from_secs(300));
+        .unwrap_or(Duration::from_secs(if events_on { 1800 } else { 300 }));
     let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
+    // A mistyped events queue is a configuration error, not something to retry.
+    if let Some(u) = &cfg.events.queue_url {
+        let opts = crate::aws::SnapshotSource::spec_options(source.as_ref());
+        let hint = cfg
+            .events
+            .region
+            .as_deref()
+            .and_then(|r| crate::ids::Region::parse(r).ok())
+            .or(opts.region.clone());
+        crate::ids::QueueRef::parse(u, &opts.extra_queue_hosts, hint.as_ref())
+            .map_err(|e| format!("events.queueUrl: {e}"))?;
+    }
 
     // Watch-fed caches: service accounts (for every check) and namespace labels (webhook mode).
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
@@ -230,13 +267,12 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     admin_state.ready.store(true, Ordering::Relaxed);
     tracing::info!("caches synced; ready");
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        facts,
-        source,
-        metrics,
-        recheck,
-    ));
+    let ctx = Context::new(client.clone(), facts, source.clone(), metrics, recheck);
+    let ctx = Arc::new(if args.no_watch_pods {
+        ctx
+    } else {
+        ctx.with_pod_watch()
+    });
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(args.no_leader_election);
     if !args.no_leader_election {
         let ns = args
@@ -283,8 +319,11 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             },
             || {},
         ));
+        // Only the leader consumes change events: it is the one that re-checks.
+        let follower = events_on.then(|| tokio::spawn(follow_events(ctx.clone(), source.clone())));
         tokio::select! {
             _ = &mut stop => {
+                if let Some(f) = &follower { f.abort(); }
                 let _ = stop_tx.send(());
                 let _ = ctl.await;
                 let _ = shutdown_tx.send(true);
@@ -292,6 +331,7 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             }
             _ = lost_leadership => {
                 tracing::warn!("lost leadership: stopping the controller");
+                if let Some(f) = &follower { f.abort(); }
                 let _ = stop_tx.send(());
                 let _ = ctl.await;
             }

@@ -4,10 +4,12 @@
 //! outside the cluster. A thin adapter: Kubernetes in, [`crate::binding::evaluate_binding`],
 //! status and Events out.
 
+pub mod events;
 pub mod leader;
+pub mod pods;
 pub mod status;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::aws::SnapshotSource;
-use crate::binding::{ClusterFacts, evaluate_binding};
+use crate::binding::{ClusterFacts, evaluate_binding_with_deps};
+use crate::changes::{Change, DocRef};
 use crate::crd::SqsAccessBinding;
 use crate::diagnosis::{Outcome, Verdict};
 use crate::metrics::{ConditionLabels, Metrics, ResultLabels};
@@ -60,6 +63,80 @@ pub struct Context {
     /// so the per-binding maps are pruned against it.
     bindings: std::sync::OnceLock<kube::runtime::reflector::Store<SqsAccessBinding>>,
     recorded: std::sync::atomic::AtomicU64,
+    /// Which bindings depend on which AWS documents (from each binding's last check), so a
+    /// change event requeues exactly those.
+    index: Mutex<DepIndex>,
+    /// Bindings requeued by change events, with the earliest event time (Unix seconds).
+    pending: Mutex<HashMap<ObjectRef<SqsAccessBinding>, f64>>,
+    /// Requeues into the running controller.
+    requeue: Mutex<Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SqsAccessBinding>>>>,
+    /// Whether to watch pods (the WorkloadCredentials condition).
+    watch_pods: bool,
+    /// The pods of every service account, while the controller runs.
+    pods: Mutex<Option<Arc<pods::PodIndex>>>,
+    /// (namespace, service account) → the bindings on it, to re-check them when its pods change.
+    by_account: Mutex<AccountIndex>,
+}
+
+#[derive(Default)]
+struct AccountIndex {
+    bindings: HashMap<(String, String), HashSet<ObjectRef<SqsAccessBinding>>>,
+    binding_account: HashMap<ObjectRef<SqsAccessBinding>, (String, String)>,
+}
+
+/// Documents → bindings, and back.
+#[derive(Default)]
+pub struct DepIndex {
+    by_doc: HashMap<DocRef, HashSet<ObjectRef<SqsAccessBinding>>>,
+    by_binding: HashMap<ObjectRef<SqsAccessBinding>, BTreeSet<DocRef>>,
+}
+
+impl DepIndex {
+    /// Records what a binding depends on now.
+    pub fn set(&mut self, obj: &ObjectRef<SqsAccessBinding>, deps: BTreeSet<DocRef>) {
+        if self.by_binding.get(obj) == Some(&deps) {
+            return;
+        }
+        self.remove(obj);
+        for d in &deps {
+            self.by_doc
+                .entry(d.clone())
+                .or_default()
+                .insert(obj.clone());
+        }
+        self.by_binding.insert(obj.clone(), deps);
+    }
+
+    pub fn remove(&mut self, obj: &ObjectRef<SqsAccessBinding>) {
+        for d in self.by_binding.remove(obj).unwrap_or_default() {
+            if let Some(set) = self.by_doc.get_mut(&d) {
+                set.remove(obj);
+                if set.is_empty() {
+                    self.by_doc.remove(&d);
+                }
+            }
+        }
+    }
+
+    /// The bindings that depend on a document (every binding for an organization-wide change).
+    pub fn dependents(&self, doc: &DocRef) -> Vec<ObjectRef<SqsAccessBinding>> {
+        match doc {
+            DocRef::Organization => self.by_binding.keys().cloned().collect(),
+            d => self
+                .by_doc
+                .get(d)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_binding.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_binding.is_empty()
+    }
 }
 
 impl Context {
@@ -86,7 +163,116 @@ impl Context {
             verdicts: Mutex::new(HashMap::new()),
             bindings: std::sync::OnceLock::new(),
             recorded: Default::default(),
+            index: Default::default(),
+            pending: Default::default(),
+            requeue: Mutex::new(None),
+            watch_pods: false,
+            pods: Mutex::new(None),
+            by_account: Default::default(),
         }
+    }
+
+    /// Also watches pods, and reports whether they run with the checked role.
+    pub fn with_pod_watch(mut self) -> Self {
+        self.watch_pods = true;
+        self
+    }
+
+    /// The pods of a service account, when pods are watched and listed.
+    pub fn pods_of(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Option<Vec<crate::diagnosis::snapshot::PodEvidence>> {
+        let index = self.pods.lock().expect("lock").clone()?;
+        index.pods(namespace, service_account)
+    }
+
+    /// How many pods are kept (for measurements).
+    pub fn pods_kept(&self) -> usize {
+        self.pods
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|i| i.len())
+            .unwrap_or(0)
+    }
+
+    /// Re-checks the bindings on a service account (its pods changed).
+    fn requeue_account(&self, namespace: &str, service_account: &str) {
+        let objs: Vec<_> = self
+            .by_account
+            .lock()
+            .expect("lock")
+            .bindings
+            .get(&(namespace.to_string(), service_account.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        if let Some(tx) = self.requeue.lock().expect("lock").as_ref() {
+            for o in objs {
+                let _ = tx.unbounded_send(o);
+            }
+        }
+    }
+
+    fn remember_account(&self, obj: &ObjectRef<SqsAccessBinding>, key: Option<(String, String)>) {
+        let mut m = self.by_account.lock().expect("lock");
+        let previous = match &key {
+            Some(k) => m.binding_account.insert(obj.clone(), k.clone()),
+            None => m.binding_account.remove(obj),
+        };
+        if previous == key {
+            return;
+        }
+        if let Some(old) = previous
+            && let Some(set) = m.bindings.get_mut(&old)
+        {
+            set.remove(obj);
+            if set.is_empty() {
+                m.bindings.remove(&old);
+            }
+        }
+        if let Some(k) = key {
+            m.bindings.entry(k).or_default().insert(obj.clone());
+        }
+    }
+
+    /// Applies AWS change events: drops exactly the cached documents they touch and requeues
+    /// exactly the bindings that depend on them. Returns how many bindings were requeued.
+    pub fn apply_changes(&self, changes: &[Change]) -> usize {
+        let docs: BTreeSet<&DocRef> = changes.iter().flat_map(|c| &c.stale).collect();
+        for d in &docs {
+            self.source.invalidate(d);
+        }
+        let mut hit: HashMap<ObjectRef<SqsAccessBinding>, f64> = HashMap::new();
+        {
+            let index = self.index.lock().expect("lock");
+            for c in changes {
+                let t = c.time.unwrap_or_else(now_secs);
+                for d in &c.stale {
+                    for obj in index.dependents(d) {
+                        let e = hit.entry(obj).or_insert(t);
+                        *e = e.min(t);
+                    }
+                }
+            }
+        }
+        let n = hit.len();
+        let tx = self.requeue.lock().expect("lock").clone();
+        let mut pending = self.pending.lock().expect("lock");
+        for (obj, t) in hit {
+            let e = pending.entry(obj.clone()).or_insert(t);
+            *e = e.min(t);
+            if let Some(tx) = &tx {
+                let _ = tx.unbounded_send(obj);
+            }
+        }
+        n
+    }
+
+    /// The dependency index (for tests and metrics).
+    pub fn index(&self) -> std::sync::MutexGuard<'_, DepIndex> {
+        self.index.lock().expect("lock")
     }
 
     fn record_verdict(&self, obj: ObjectRef<SqsAccessBinding>, outcome: Option<Outcome>) {
@@ -105,6 +291,17 @@ impl Context {
                 .lock()
                 .expect("lock")
                 .retain(|k, _| store.get(k).is_some());
+            let mut index = self.index.lock().expect("lock");
+            let gone: Vec<_> = index
+                .by_binding
+                .keys()
+                .filter(|k| store.get(k).is_none())
+                .cloned()
+                .collect();
+            for k in gone {
+                index.remove(&k);
+                self.remember_account(&k, None);
+            }
         }
         for (label, o) in [
             ("Ready", Outcome::Allowed),
@@ -127,16 +324,28 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     let name = b.name_any();
     let obj_ref = ObjectRef::from_obj(&*b);
     if b.meta().deletion_timestamp.is_some() {
-        ctx.record_verdict(obj_ref, None);
+        ctx.record_verdict(obj_ref.clone(), None);
+        ctx.index.lock().expect("lock").remove(&obj_ref);
+        ctx.remember_account(&obj_ref, None);
         return Ok(Action::await_change());
     }
+    let sa_name = b.spec.binding.service_account_name.trim().to_string();
+    let pods = if ctx.watch_pods {
+        ctx.remember_account(&obj_ref, Some((ns.clone(), sa_name.clone())));
+        ctx.pods_of(&ns, &sa_name)
+    } else {
+        None
+    };
     let verdict = match tokio::time::timeout(
         ctx.check_timeout,
-        evaluate_binding(&b, &ctx.facts, ctx.source.as_ref()),
+        evaluate_binding_with_deps(&b, &ctx.facts, ctx.source.as_ref(), pods),
     )
     .await
     {
-        Ok(v) => v,
+        Ok((v, deps)) => {
+            ctx.index.lock().expect("lock").set(&obj_ref, deps);
+            v
+        }
         Err(_) => Verdict::unfinished(format!(
             "the check did not finish within {:?}",
             ctx.check_timeout
@@ -175,8 +384,18 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     if before != after {
         publish_transition(&ctx, &b, &verdict).await;
     }
+    let w_before = status::condition_status(&old, status::WORKLOAD_CONDITION).map(str::to_string);
+    let w_after = status::condition_status(&new, status::WORKLOAD_CONDITION).map(str::to_string);
+    if w_before != w_after
+        && let Some(w) = &verdict.workload
+    {
+        publish_workload_transition(&ctx, &b, w).await;
+    }
     ctx.record_verdict(obj_ref.clone(), Some(verdict.verdict));
     ctx.failures.lock().expect("lock").remove(&obj_ref);
+    if let Some(t) = ctx.pending.lock().expect("lock").remove(&obj_ref) {
+        ctx.metrics.event_delay.observe((now_secs() - t).max(0.0));
+    }
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -224,6 +443,27 @@ async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {
     }
 }
 
+async fn publish_workload_transition(
+    ctx: &Context,
+    b: &SqsAccessBinding,
+    w: &crate::diagnosis::workload::WorkloadVerdict,
+) {
+    let type_ = match w.status() {
+        "False" => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    let ev = Event {
+        type_,
+        reason: w.reason.as_str(),
+        note: Some(status::truncate(&w.message, 1000)),
+        action: "CheckPods".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
+        tracing::warn!(binding = %status::display_name(b), error = %e, "publishing an event failed");
+    }
+}
+
 /// Per-binding exponential backoff: 1 s, 2 s, 4 s, ... up to 5 minutes.
 pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) -> Action {
     let obj = ObjectRef::from_obj(&*b);
@@ -242,6 +482,22 @@ pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) ->
     Action::requeue(delay)
 }
 
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 pub fn backoff(failures: u32) -> Duration {
     let secs = 1u64 << failures.saturating_sub(1).min(9);
     Duration::from_secs(secs.min(300))
@@ -256,7 +512,25 @@ pub async fn run(
 ) {
     let bindings: Api<SqsAccessBinding> = Api::all(ctx.client.clone());
     let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
-    let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
+    let (requeue_tx, requeue_rx) = futures::channel::mpsc::unbounded();
+    *ctx.requeue.lock().expect("lock") = Some(requeue_tx);
+    // The pods, while this controller runs (only the leader needs them).
+    let _pod_watch = ctx.watch_pods.then(|| {
+        let index = Arc::new(pods::PodIndex::default());
+        *ctx.pods.lock().expect("lock") = Some(index.clone());
+        let weak = Arc::downgrade(&ctx);
+        AbortOnDrop(tokio::spawn(pods::watch(
+            ctx.client.clone(),
+            index,
+            move |ns, sa| {
+                if let Some(ctx) = weak.upgrade() {
+                    ctx.requeue_account(ns, sa);
+                }
+            },
+        )))
+    });
+    let controller = Controller::new(bindings, watcher::Config::default().any_semantic())
+        .reconcile_on(requeue_rx);
     let store = controller.store();
     let _ = ctx.bindings.set(store.clone());
     let ready_store = store.clone();

@@ -13,6 +13,7 @@ use super::snapshot::{
 };
 use super::spec::{SpecOptions, ValidSpec};
 pub use super::trust::normalize_issuer;
+use super::workload::{WorkloadVerdict, assess};
 use crate::policy::{Decision, Gap, LayerOutcome, NamedPolicy, Request, Response, StatementRef};
 
 pub use super::credentials::{
@@ -45,6 +46,9 @@ pub struct Verdict {
     /// Layers that were not known and so not evaluated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Whether the pods really run with the checked role (when the pods were read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadVerdict>,
 }
 
 impl Verdict {
@@ -78,6 +82,7 @@ impl Verdict {
             fixes: vec![],
             warnings: vec![],
             notes: vec![],
+            workload: None,
         }
     }
 }
@@ -139,7 +144,24 @@ pub fn diagnose(snap: &Snapshot) -> Verdict {
 pub fn diagnose_with(snap: &Snapshot, opts: &SpecOptions) -> Verdict {
     let mut d = Diag::default();
     d.run(snap, opts);
-    d.finish()
+    let mut v = d.finish();
+    // Pods are a binding's workload; a request has none.
+    if let (Some(pods), Some(binding)) = (&snap.pods, &snap.binding) {
+        let association = v.role.as_ref().and_then(|r| {
+            snap.pod_identity_associations
+                .iter()
+                .flatten()
+                .find(|a| r.association_id.is_some() && a.association_id == r.association_id)
+        });
+        v.workload = Some(assess(
+            pods,
+            &binding.namespace,
+            v.role.as_ref(),
+            association,
+            snap.captured_at.as_deref(),
+        ));
+    }
+    v
 }
 
 #[derive(Default)]
@@ -209,6 +231,7 @@ impl Diag {
             fixes,
             warnings: self.warnings,
             notes: self.notes,
+            workload: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod spec;
 mod sqs;
 mod trust;
+pub mod workload;
 
 pub use access::{AccessMode, SqsAction};
 pub use check::{Check, Verdict, diagnose, diagnose_with};

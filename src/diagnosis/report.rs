@@ -109,6 +109,30 @@ pub fn render_text(v: &Verdict, subject: &str) -> String {
             let _ = writeln!(out, "  - {w}");
         }
     }
+    if let Some(w) = &v.workload {
+        let _ = writeln!(
+            out,
+            "\nWorkload: {} {:?}  (pods: {} running, {} current, {} stale, {} not injected, {} overridden)",
+            w.status(),
+            w.reason,
+            w.pods.total,
+            w.pods.current,
+            w.pods.stale,
+            w.pods.not_injected,
+            w.pods.overridden
+        );
+        for p in &w.problems {
+            let _ = writeln!(
+                out,
+                "  - {:?}: {} pod(s), e.g. {}",
+                p.code,
+                p.count,
+                p.pods.join(", ")
+            );
+            let _ = writeln!(out, "    {}", p.message);
+            let _ = writeln!(out, "    Fix: {}", p.fix);
+        }
+    }
     if !v.notes.is_empty() {
         let _ = writeln!(out, "\nNot evaluated:");
         for n in &v.notes {

@@ -64,6 +64,9 @@ pub struct Snapshot {
     pub organization: Option<OrganizationEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkEvidence>,
+    /// The pods that run as the binding's service account; `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<PodEvidence>>,
     /// Extra request context keys known for this workload (e.g. `aws:SourceIp`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_context: BTreeMap<String, StringOrList>,
@@ -416,6 +419,84 @@ pub struct NetworkEvidence {
     /// The public source address when going through NAT, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+}
+
+/// A pod of the binding's service account, reduced to what decides its AWS credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodEvidence {
+    pub name: String,
+    /// `metadata.creationTimestamp` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// What re-creates the pod (a ReplicaSet is named by its Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PodOwner>,
+    /// `status.phase`; `Succeeded` and `Failed` pods do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Being deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
+    /// `spec.securityContext.fsGroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<i64>,
+    /// `spec.securityContext.runAsUser`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// Projected service account token volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_volumes: Vec<TokenVolumeEvidence>,
+    #[serde(default)]
+    pub containers: Vec<ContainerEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodOwner {
+    pub kind: String,
+    pub name: String,
+}
+
+/// A projected `serviceAccountToken` volume source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenVolumeEvidence {
+    /// The volume's name (`aws-iam-token` when the EKS webhook injected it).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerEvidence {
+    pub name: String,
+    /// An init container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// The AWS credential variables it sets (`AWS_ROLE_ARN`, `AWS_ACCESS_KEY_ID`, ...); a
+    /// value from a Secret or ConfigMap reads `valueFrom:secretKeyRef:NAME/KEY`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Secrets and ConfigMaps whose every key becomes a variable (`envFrom`): they may hold
+    /// credentials the operator cannot see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<String>,
+    /// Mounts of token volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MountEvidence {
+    pub volume: String,
+    pub path: String,
 }
 
 /// Evidence that could not be read.
