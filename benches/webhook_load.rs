@@ -25,7 +25,9 @@ impl SnapshotSource for Warm {
     fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
         Box::pin(async move {
             let mut s = self.0.clone();
-            s.binding.spec = input.spec.clone();
+            if let Some(b) = &mut s.binding {
+                b.spec = input.spec.clone();
+            }
             s.service_account = input.service_account.clone();
             s
         })

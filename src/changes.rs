@@ -403,13 +403,22 @@ fn vpce_ids(v: &Value) -> Vec<String> {
 /// binding. Roles are named even when they were not found (creating them matters).
 pub fn dependencies(snap: &Snapshot) -> BTreeSet<DocRef> {
     let mut out = BTreeSet::new();
-    let ns = &snap.binding.namespace;
-    let sa_name = snap.binding.spec.service_account_name.trim();
+    // A binding's snapshot (a request's has no service account).
+    let (ns, sa_name, vpce, named_queue) = match (&snap.binding, &snap.request) {
+        (Some(b), _) => (
+            b.namespace.as_str(),
+            b.spec.service_account_name.trim(),
+            b.spec.vpc_endpoint_id.as_ref(),
+            b.spec.queue.trim(),
+        ),
+        (None, Some(r)) => ("", "", r.vpc_endpoint_id.as_ref(), r.queue.trim()),
+        (None, None) => ("", "", None, ""),
+    };
     let cluster = snap.cluster.cluster_name();
     if let Some(c) = &cluster {
         out.insert(DocRef::Associations {
             cluster: c.clone(),
-            namespace: ns.clone(),
+            namespace: ns.to_string(),
             service_account: sa_name.to_string(),
         });
     }
@@ -457,7 +466,7 @@ pub fn dependencies(snap: &Snapshot) -> BTreeSet<DocRef> {
             RoleSource::Nothing { .. } => {}
         }
     }
-    if let Some(id) = &snap.binding.spec.vpc_endpoint_id {
+    if let Some(id) = vpce {
         out.insert(DocRef::VpcEndpoint { id: id.clone() });
     }
     // The queue as read (its ARN), else as the binding names it when that is an ARN.
@@ -465,7 +474,7 @@ pub fn dependencies(snap: &Snapshot) -> BTreeSet<DocRef> {
         .queue
         .as_ref()
         .and_then(|q| q.arn.as_deref())
-        .or(Some(snap.binding.spec.queue.trim()))
+        .or(Some(named_queue))
         .and_then(|a| QueueArn::parse(a).ok());
     if let Some(q) = queue {
         out.insert(DocRef::Queue {

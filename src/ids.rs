@@ -169,54 +169,72 @@ pub struct RoleArn {
     name: String,
 }
 
+/// The parts of an IAM ARN of `kind` (`role`, `user`): `arn:PARTITION:iam::ACCOUNT:KIND/PATH/NAME`.
+fn iam_arn(
+    s: &str,
+    kind: &str,
+    what: &'static str,
+) -> Result<(String, String, AccountId, String), IdError> {
+    let arn = Arn::parse(s).map_err(|e| arn_err(s, what, e.to_string()))?;
+    if !PARTITIONS.contains(&arn.partition) {
+        return Err(arn_err(
+            s,
+            what,
+            format!("unknown partition \"{}\"", arn.partition),
+        ));
+    }
+    if arn.service != "iam" {
+        return Err(arn_err(
+            s,
+            what,
+            format!("the service is \"{}\", not \"iam\"", arn.service),
+        ));
+    }
+    if !arn.region.is_empty() {
+        return Err(arn_err(
+            s,
+            what,
+            "IAM ARNs have no region (two colons after iam)",
+        ));
+    }
+    let account = AccountId::parse(arn.account).map_err(|e| arn_err(s, what, e.to_string()))?;
+    let Some(path_name) = arn.resource.strip_prefix(&format!("{kind}/")) else {
+        return Err(arn_err(
+            s,
+            what,
+            format!("the resource must start with \"{kind}/\""),
+        ));
+    };
+    let name = path_name.rsplit('/').next().unwrap_or_default();
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if !name_ok {
+        return Err(arn_err(
+            s,
+            what,
+            format!("the {kind} name must be 1-64 characters of letters, digits and +=,.@_-"),
+        ));
+    }
+    Ok((
+        s.to_string(),
+        arn.partition.to_string(),
+        account,
+        name.to_string(),
+    ))
+}
+
 impl RoleArn {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         const WHAT: &str = "an IAM role ARN (arn:aws:iam::123456789012:role/NAME)";
-        let s = s.trim();
-        let arn = Arn::parse(s).map_err(|e| arn_err(s, WHAT, e.to_string()))?;
-        if !PARTITIONS.contains(&arn.partition) {
-            return Err(arn_err(
-                s,
-                WHAT,
-                format!("unknown partition \"{}\"", arn.partition),
-            ));
-        }
-        if arn.service != "iam" {
-            return Err(arn_err(
-                s,
-                WHAT,
-                format!("the service is \"{}\", not \"iam\"", arn.service),
-            ));
-        }
-        if !arn.region.is_empty() {
-            return Err(arn_err(
-                s,
-                WHAT,
-                "IAM ARNs have no region (two colons after iam)",
-            ));
-        }
-        let account = AccountId::parse(arn.account).map_err(|e| arn_err(s, WHAT, e.to_string()))?;
-        let Some(path_name) = arn.resource.strip_prefix("role/") else {
-            return Err(arn_err(s, WHAT, "the resource must start with \"role/\""));
-        };
-        let name = path_name.rsplit('/').next().unwrap_or_default();
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-        if !name_ok {
-            return Err(arn_err(
-                s,
-                WHAT,
-                "the role name must be 1-64 characters of letters, digits and +=,.@_-",
-            ));
-        }
+        let (arn, partition, account, name) = iam_arn(s.trim(), "role", WHAT)?;
         Ok(RoleArn {
-            arn: s.to_string(),
-            partition: arn.partition.to_string(),
+            arn,
+            partition,
             account,
-            name: name.to_string(),
+            name,
         })
     }
     pub fn as_str(&self) -> &str {
@@ -254,6 +272,60 @@ impl From<RoleArn> for String {
 }
 
 impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
+/// An IAM user ARN, `arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserArn {
+    arn: String,
+    partition: String,
+    account: AccountId,
+    name: String,
+}
+
+impl UserArn {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        const WHAT: &str = "an IAM user ARN (arn:aws:iam::123456789012:user/NAME)";
+        let (arn, partition, account, name) = iam_arn(s.trim(), "user", WHAT)?;
+        Ok(UserArn {
+            arn,
+            partition,
+            account,
+            name,
+        })
+    }
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+}
+
+impl TryFrom<String> for UserArn {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        UserArn::parse(&s)
+    }
+}
+
+impl From<UserArn> for String {
+    fn from(u: UserArn) -> String {
+        u.arn
+    }
+}
+
+impl fmt::Display for UserArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.arn)
     }
@@ -515,6 +587,22 @@ mod tests {
         ] {
             assert!(RoleArn::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn user_arns() {
+        let u = UserArn::parse("arn:aws:iam::111111111111:user/ci/deployer").unwrap();
+        assert_eq!(u.name(), "deployer");
+        assert_eq!(u.account().as_str(), "111111111111");
+        for bad in [
+            "arn:aws:iam::111111111111:role/x",
+            "arn:aws:iam::xxxxx:user/xxxx",
+            "arn:aws:iam::111111111111:user/",
+        ] {
+            assert!(UserArn::parse(bad).is_err(), "{bad}");
+        }
+        let e = UserArn::parse("arn:aws:iam::111111111111:role/x").unwrap_err();
+        assert!(e.to_string().contains("\"user/\""), "{e}");
     }
 
     #[test]

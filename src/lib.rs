@@ -12,6 +12,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod diagnosis;
+pub mod explain;
 pub mod ids;
 pub mod metrics;
 pub mod policy;

@@ -10,6 +10,7 @@ pub mod events;
 mod iam;
 mod kms;
 mod org;
+mod principal;
 pub mod source;
 mod sqs;
 
@@ -19,6 +20,7 @@ use crate::diagnosis::snapshot::{ServiceAccountEvidence, Snapshot};
 use crate::diagnosis::spec::{BindingSpec, SpecOptions};
 
 pub use error::FetchError;
+pub use principal::RequestInput;
 pub use source::AwsSource;
 
 /// What Kubernetes knows about a binding; the source adds what AWS knows.

@@ -137,6 +137,7 @@ pub(super) struct Inner {
     pub(super) ec2_limit: Semaphore,
     /// The organization reader and its caches.
     pub(super) org: OrgState,
+    pub(super) principals: super::principal::PrincipalCaches,
 }
 
 impl AwsSource {
@@ -215,6 +216,7 @@ impl AwsSource {
             associations: cache(10_000, ttl),
             clusters: cache(100, ttl),
             endpoints: cache(1_000, ttl),
+            principals: super::principal::PrincipalCaches::new(ttl),
             clients: Mutex::new(HashMap::new()),
             home_account: tokio::sync::OnceCell::new(),
             home_region,
@@ -362,6 +364,7 @@ impl AwsSource {
         i.clusters.invalidate_all();
         i.endpoints.invalidate_all();
         i.org.invalidate_all();
+        i.principals.invalidate_all();
     }
 }
 
@@ -560,18 +563,20 @@ impl Inner {
 
     // ---- assembly ----
 
-    async fn build(&self, input: &SnapshotInput) -> Snapshot {
+    pub(super) async fn build(&self, input: &SnapshotInput) -> Snapshot {
         let mut snap = Snapshot {
             api_version: crate::diagnosis::snapshot::API_VERSION.into(),
             kind: crate::diagnosis::snapshot::KIND.into(),
             captured_at: Some(
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ),
-            binding: BindingEvidence {
+            binding: Some(BindingEvidence {
                 namespace: input.namespace.clone(),
                 name: input.binding_name.clone(),
                 spec: input.spec.clone(),
-            },
+            }),
+            request: None,
+            user: None,
             service_account: input.service_account.clone(),
             cluster: ClusterEvidence {
                 oidc_issuer: input.oidc_issuer.clone(),

@@ -141,16 +141,22 @@ pub fn run(snapshot: Option<&Path>, output: Output, live: &LiveArgs) -> ExitCode
             }
         },
         Output::Text => {
-            let subject = format!(
-                "{}/{} -> {}",
-                snap.binding.namespace,
-                snap.binding.spec.service_account_name,
-                snap.binding.spec.queue
-            );
-            print!("{}", render_text(&verdict, &subject));
+            print!("{}", render_text(&verdict, &subject(&snap)));
         }
     }
     ExitCode::from(verdict.exit_code())
+}
+
+/// What a snapshot is about, for the report's first line.
+pub fn subject(snap: &Snapshot) -> String {
+    match (&snap.binding, &snap.request) {
+        (Some(b), _) => format!(
+            "{}/{} -> {}",
+            b.namespace, b.spec.service_account_name, b.spec.queue
+        ),
+        (None, Some(r)) => format!("{} -> {}", r.principal, r.queue),
+        (None, None) => String::new(),
+    }
 }
 
 /// Reads the service account and its pods from the cluster, the way the operator sees them.

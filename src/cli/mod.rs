@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod diagnose;
 pub mod evaluate;
+pub mod explain;
 pub mod run;
 
 #[derive(Parser, Debug)]
@@ -33,6 +34,10 @@ pub enum Command {
     Crd,
     /// Run the operator: controller (leader only), admission webhook, health and metrics.
     Run(Box<run::RunArgs>),
+    /// Explain an AWS access-denied error: paste the text; get the layer that denied and the fix,
+    /// for any principal (IAM user, role, role session, service). Exit code: 0 allowed in every
+    /// visible layer, 2 denied, 3 undecided, 1 bad input.
+    Explain(Box<explain::ExplainArgs>),
     /// Diagnose whether a workload can use a queue, from a snapshot file (YAML or JSON).
     /// Exit code: 0 allowed, 2 denied, 3 indeterminate, 1 bad input.
     Diagnose {
@@ -70,6 +75,7 @@ where
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS
         }
+        Command::Explain(args) => explain::run(&args),
         Command::Diagnose {
             snapshot,
             output,

@@ -141,6 +141,26 @@ impl SqsAction {
         }
     }
 
+    /// The IAM action an SQS API operation or action name is authorized as, in any case:
+    /// `SendMessageBatch` and `sqs:sendmessage` are both `sqs:SendMessage`. `None` for names SQS
+    /// does not have. (Error texts name operations and lower-cased actions.)
+    pub fn for_operation(name: &str) -> Option<SqsAction> {
+        let t = name.trim();
+        let n = match t.split_once(':') {
+            Some((svc, n)) if svc.eq_ignore_ascii_case("sqs") => n,
+            Some(_) => return None,
+            None => t,
+        };
+        let n = BATCH_APIS
+            .iter()
+            .find(|(b, _)| b.eq_ignore_ascii_case(n))
+            .map_or(n, |(_, a)| *a);
+        SQS_ACTIONS
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(n))
+            .map(|a| SqsAction(format!("sqs:{a}")))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

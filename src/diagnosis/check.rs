@@ -6,14 +6,14 @@ use serde::Serialize;
 
 use super::findings::merge_fixes;
 use super::pod_identity::{SessionTags, pod_identity_session_tags};
+use super::principal::{Caller, CallerSummary};
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, Outcome, ReasonCode};
 use super::snapshot::{
-    EvidenceErrorKind, NetworkPath, PodIdentityAssociationEvidence, RoleEvidence, Snapshot,
+    BindingEvidence, EvidenceErrorKind, NetworkPath, PodIdentityAssociationEvidence, Snapshot,
 };
 use super::spec::{SpecOptions, ValidSpec};
 pub use super::trust::normalize_issuer;
 use super::workload::{WorkloadVerdict, assess};
-use crate::ids::RoleArn;
 use crate::policy::{Decision, Gap, LayerOutcome, NamedPolicy, Request, Response, StatementRef};
 
 pub use super::credentials::{
@@ -30,6 +30,9 @@ pub struct Verdict {
     pub reasons: Vec<Finding>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<ResolvedRole>,
+    /// For a request (not a binding): the caller evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<CallerSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueSummary>,
     /// Every evaluation made, with its evidence.
@@ -73,6 +76,7 @@ impl Verdict {
                 message,
             )],
             role: None,
+            caller: None,
             queue: None,
             checks: vec![],
             fixes: vec![],
@@ -141,7 +145,8 @@ pub fn diagnose_with(snap: &Snapshot, opts: &SpecOptions) -> Verdict {
     let mut d = Diag::default();
     d.run(snap, opts);
     let mut v = d.finish();
-    if let Some(pods) = &snap.pods {
+    // Pods are a binding's workload; a request has none.
+    if let (Some(pods), Some(binding)) = (&snap.pods, &snap.binding) {
         let association = v.role.as_ref().and_then(|r| {
             snap.pod_identity_associations
                 .iter()
@@ -150,7 +155,7 @@ pub fn diagnose_with(snap: &Snapshot, opts: &SpecOptions) -> Verdict {
         });
         v.workload = Some(assess(
             pods,
-            &snap.binding.namespace,
+            &binding.namespace,
             v.role.as_ref(),
             association,
             snap.captured_at.as_deref(),
@@ -166,6 +171,7 @@ pub(super) struct Diag {
     pub(super) warnings: Vec<String>,
     pub(super) notes: Vec<String>,
     pub(super) role: Option<ResolvedRole>,
+    pub(super) caller: Option<CallerSummary>,
     pub(super) queue: Option<QueueSummary>,
 }
 
@@ -173,9 +179,13 @@ pub(super) struct Diag {
 pub(super) struct Who<'a> {
     pub(super) snap: &'a Snapshot,
     pub(super) spec: &'a ValidSpec,
-    pub(super) role_arn: RoleArn,
-    pub(super) role: &'a RoleEvidence,
+    /// Whose identity policies apply: the binding's role, or a request's caller.
+    pub(super) caller: Caller<'a>,
+    /// The principal of the requests: a session of the role, the user, the service.
     pub(super) session: String,
+    /// What the Sids of suggested statements are named after: the service account, or the
+    /// caller.
+    pub(super) name: String,
     pub(super) provider_arn: Option<String>,
     /// The VPC endpoint the workload reaches SQS through, when known.
     pub(super) vpce: Option<String>,
@@ -215,6 +225,7 @@ impl Diag {
             verdict,
             reasons: self.reasons,
             role: self.role,
+            caller: self.caller,
             queue: self.queue,
             checks: self.checks,
             fixes,
@@ -225,24 +236,26 @@ impl Diag {
     }
 
     fn run(&mut self, snap: &Snapshot, opts: &SpecOptions) {
-        let spec = match snap.binding.spec.validate(opts) {
-            Ok(s) => s,
-            Err(errs) => {
-                for e in errs {
-                    self.push(
-                        Finding::new(ReasonCode::InvalidSpec, DiagLayer::Spec, e.to_string()).fix(
-                            Fix {
-                                target: FixTarget::Binding,
-                                instruction: format!("correct {}", e.field),
-                                statement: None,
-                            },
-                        ),
-                    );
-                }
-                return;
-            }
-        };
-        let sa_name = spec.service_account.as_str();
+        match (&snap.binding, &snap.request) {
+            (Some(b), _) => self.run_binding(snap, b, opts),
+            (None, Some(r)) => self.run_request(snap, r, opts),
+            (None, None) => self.push(
+                Finding::new(
+                    ReasonCode::InvalidSpec,
+                    DiagLayer::Spec,
+                    "binding: missing: the snapshot names neither a binding nor a request",
+                )
+                .fix(Fix {
+                    target: FixTarget::Binding,
+                    instruction: "add binding: (a service account's access) or request: (one principal's call)".into(),
+                    statement: None,
+                }),
+            ),
+        }
+    }
+
+    /// The findings for what could not be read.
+    pub(super) fn evidence_findings(&mut self, snap: &Snapshot) {
         for e in &snap.evidence_errors {
             let (code, why) = match e.kind {
                 EvidenceErrorKind::Unreadable => (
@@ -262,7 +275,28 @@ impl Diag {
             };
             self.push(Finding::new(code, DiagLayer::Evidence, why));
         }
-        let has_error = |item: &str| snap.evidence_errors.iter().any(|e| e.item == item);
+    }
+
+    fn run_binding(&mut self, snap: &Snapshot, binding: &BindingEvidence, opts: &SpecOptions) {
+        let spec = match binding.spec.validate(opts) {
+            Ok(s) => s,
+            Err(errs) => {
+                for e in errs {
+                    self.push(
+                        Finding::new(ReasonCode::InvalidSpec, DiagLayer::Spec, e.to_string()).fix(
+                            Fix {
+                                target: FixTarget::Binding,
+                                instruction: format!("correct {}", e.field),
+                                statement: None,
+                            },
+                        ),
+                    );
+                }
+                return;
+            }
+        };
+        let sa_name = spec.service_account.as_str();
+        self.evidence_findings(snap);
 
         // The service account and the role it gets.
         let Some(cred) = self.resolve_credentials(snap, sa_name) else {
@@ -304,12 +338,15 @@ impl Diag {
         let who = Who {
             snap,
             spec: &spec,
-            role_arn: role_arn.clone(),
-            role,
+            caller: Caller::Role {
+                arn: role_arn.clone(),
+                role,
+            },
             session: role_arn.session_arn(match cred.mechanism {
                 Mechanism::Irsa => "irsa-session",
                 Mechanism::PodIdentity => "eks-pod-identity-session",
             }),
+            name: spec.service_account.clone(),
             provider_arn,
             vpce: spec.vpc_endpoint_id.clone().or_else(|| {
                 snap.network
@@ -325,8 +362,14 @@ impl Diag {
             Mechanism::Irsa => self.check_trust(&who, issuer.as_deref(), &cred.audience),
             Mechanism::PodIdentity => self.check_pod_identity(&who, &cred),
         }
+        self.check_queue(&who);
+    }
 
-        // The queue.
+    /// The queue, then the SQS and KMS steps.
+    pub(super) fn check_queue(&mut self, who: &Who) {
+        let snap = who.snap;
+        let spec = who.spec;
+        let has_error = |item: &str| snap.evidence_errors.iter().any(|e| e.item == item);
         let queue_arn = spec.queue.arn.clone();
         let Some(queue) = &snap.queue else {
             if !has_error("queue") {
@@ -381,9 +424,9 @@ impl Diag {
             );
             return;
         }
-        self.check_sqs(&who, queue.policy.as_ref());
+        self.check_sqs(who, queue.policy.as_ref());
         if let Some(key_id) = kms_key_id {
-            self.check_kms(&who, key_id);
+            self.check_kms(who, key_id);
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::check::{Diag, Who};
 use super::pod_identity::SessionTags;
+use super::principal::{Caller, caller_keys};
 use super::snapshot::{
     NamedDocument, NetworkPath, OrgAccountEvidence, OrgLevelEvidence, RoleEvidence, Snapshot,
     StringOrList,
@@ -11,9 +12,14 @@ use crate::ids::{AccountId, Region, RoleArn};
 use crate::policy::{Context, NamedPolicy, OrgLevel, PolicySet};
 
 impl Diag {
-    /// Identity policies, boundary and SCPs of the workload's role, and its session policy.
-    pub(super) fn identity_set(&mut self, who: &Who, principal_acct: &AccountId) -> PolicySet {
-        let mut set = self.role_set(who.snap, who.role, principal_acct);
+    /// Identity policies, boundary and SCPs of the caller (the workload's role, a user, none for
+    /// a service), and its session policy.
+    pub(super) fn identity_set(&mut self, who: &Who) -> PolicySet {
+        let mut set = match &who.caller {
+            Caller::Role { arn, role } => self.role_set(who.snap, role, arn.account()),
+            Caller::User { arn, user, .. } => self.user_set(who.snap, user, arn.account()),
+            Caller::Service { .. } => PolicySet::default(),
+        };
         set.session_policy = who.session_policy.clone();
         set
     }
@@ -138,7 +144,10 @@ impl Diag {
         let snap = who.snap;
         let queue_acct = who.spec.queue.arn.account();
         let mut c = Context::new();
-        session_keys(&mut c, snap, &who.role_arn, who.role, &who.session_tags);
+        match &who.caller {
+            Caller::Role { arn, role } => session_keys(&mut c, snap, arn, role, &who.session_tags),
+            caller => caller_keys(&mut c, snap, caller, &who.session),
+        }
         c.insert("aws:SecureTransport", "true")
             .insert("aws:RequestedRegion", region.to_string())
             .insert(
@@ -287,6 +296,12 @@ pub(super) fn session_keys(
     for k in &session_tags.unknown {
         c.mark_unknown(&format!("aws:PrincipalTag/{k}"));
     }
+    principal_org_keys(c, snap, acct);
+}
+
+/// `aws:PrincipalOrgID` and `aws:PrincipalOrgPaths` of the caller's account: known, absent
+/// (an account known to be outside the organization), or unknown.
+pub(super) fn principal_org_keys(c: &mut Context, snap: &Snapshot, acct: &AccountId) {
     match org_of(snap, acct) {
         OrgMembership::Member(id, path) => {
             match id {

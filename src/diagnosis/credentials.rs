@@ -103,7 +103,7 @@ impl Diag {
         snap: &'a Snapshot,
         sa_name: &str,
     ) -> Option<Credentials<'a>> {
-        let ns = snap.binding.namespace.as_str();
+        let ns = snap.namespace();
         let has_error = |item: &str| snap.evidence_errors.iter().any(|e| e.item == item);
         let Some(sa) = &snap.service_account else {
             if !has_error("serviceAccount") {

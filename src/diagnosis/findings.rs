@@ -6,6 +6,7 @@ use serde_json::json;
 use super::check::{Diag, Who};
 use super::pod_identity::SESSION_TAG_KEYS;
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, ReasonCode};
+use super::snapshot::StringOrList;
 use crate::policy::{Decision, Layer, NamedPolicy, PolicySet, Response, StatementRef};
 
 impl Diag {
@@ -19,7 +20,10 @@ impl Diag {
         resource: &str,
         target: Target,
     ) {
-        let role = who.role_arn.as_str();
+        let owner = who.caller.describe();
+        let noun = who.caller.noun();
+        let principal = who.caller.policy_principal();
+        let grants = who.caller.grants_target(&who.spec.queue.arn);
         let caller = format!(
             "User: {} is not authorized to perform: {action} on resource: {resource}",
             who.session
@@ -33,7 +37,7 @@ impl Diag {
                             ReasonCode::ExplicitDenyInIdentityPolicy,
                             DiagLayer::IdentityPolicy,
                             "an identity-based policy",
-                            FixTarget::RolePolicy { role: role.into() },
+                            grants.clone(),
                         ),
                         (Layer::PermissionBoundary, _) => (
                             ReasonCode::ExplicitDenyInPermissionsBoundary,
@@ -101,7 +105,17 @@ impl Diag {
                         )
                         .action(action)
                         .statement(Some(s.clone()))
-                        .fix(deny_fix(set, s, action, fix_target)),
+                        .fix(deny_fix_for(
+                            set,
+                            s,
+                            action,
+                            fix_target,
+                            if who.snap.binding.is_some() {
+                                "this workload"
+                            } else {
+                                "this caller"
+                            },
+                        )),
                     );
                 }
             }
@@ -115,8 +129,8 @@ impl Diag {
                     ) } })
                 };
                 // Sids must be unique within a policy: statements on "*" get their own.
-                let sid = sid_for(&who.spec.service_account, target)
-                    + if resource == "*" { "AnyResource" } else { "" };
+                let sid =
+                    sid_for(&who.name, target) + if resource == "*" { "AnyResource" } else { "" };
                 for g in &resp.missing {
                     let (code, layer, msg, fix) = match g.layer {
                         Layer::Identity => {
@@ -132,9 +146,9 @@ impl Diag {
                                     session_tag_hint(who, set)
                                 ),
                                 Fix {
-                                    target: FixTarget::RolePolicy { role: role.into() },
+                                    target: grants.clone(),
                                     instruction: format!(
-                                        "add this statement to an identity policy of role {role}"
+                                        "add this statement to an identity policy of {owner}"
                                     ),
                                     statement: Some(st),
                                 },
@@ -157,7 +171,7 @@ impl Diag {
                                         policy: name.clone(),
                                     },
                                     instruction: format!(
-                                        "add this statement to the permissions boundary policy {name} of role {role}"
+                                        "add this statement to the permissions boundary policy {name} of {owner}"
                                     ),
                                     statement: Some(
                                         json!({ "Sid": sid, "Effect": "Allow", "Action": [action], "Resource": resource }),
@@ -213,8 +227,29 @@ impl Diag {
                                         "add this statement to the policy of VPC endpoint {id}"
                                     ),
                                     statement: Some(
-                                        json!({ "Sid": sid, "Effect": "Allow", "Principal": { "AWS": role }, "Action": [action], "Resource": resource }),
+                                        json!({ "Sid": sid, "Effect": "Allow", "Principal": principal, "Action": [action], "Resource": resource }),
                                     ),
+                                },
+                            )
+                        }
+                        Layer::SessionPolicy if who.association.is_none() => {
+                            let mut st = json!({ "Sid": sid, "Effect": "Allow", "Action": [action], "Resource": resource });
+                            if target == Target::Key {
+                                st["Condition"] = kms_cond();
+                            }
+                            let session = who.session.as_str();
+                            (
+                                ReasonCode::SessionPolicyDoesNotAllow,
+                                DiagLayer::SessionPolicy,
+                                format!(
+                                    "{caller} because no session policy allows the {action} action (the session policy passed when {session} was created limits what {owner} may do)"
+                                ),
+                                Fix {
+                                    target: association_target(who),
+                                    instruction: format!(
+                                        "add this statement to the session policy that whoever creates {session} passes (sts:AssumeRole --policy / --policy-arns, or sts:GetFederationToken), or pass none"
+                                    ),
+                                    statement: Some(st),
                                 },
                             )
                         }
@@ -231,7 +266,7 @@ impl Diag {
                                 ReasonCode::PodIdentitySessionPolicyDoesNotAllow,
                                 DiagLayer::SessionPolicy,
                                 format!(
-                                    "{caller} because no session policy allows the {action} action (the session policy of EKS Pod Identity association {id} limits what role {role} may do)"
+                                    "{caller} because no session policy allows the {action} action (the session policy of EKS Pod Identity association {id} limits what {owner} may do)"
                                 ),
                                 Fix {
                                     target: association_target(who),
@@ -243,12 +278,42 @@ impl Diag {
                             )
                         }
                         Layer::Resource => match target {
+                            Target::Queue if who.caller.account().is_none() => (
+                                ReasonCode::QueuePolicyDoesNotAllowServicePrincipal,
+                                DiagLayer::QueuePolicy,
+                                format!(
+                                    "{caller} because no resource-based policy allows the {action} action: {owner} gets access only from a queue policy statement that names it"
+                                ),
+                                Fix {
+                                    target: FixTarget::QueuePolicy {
+                                        queue: queue.into(),
+                                    },
+                                    instruction: format!(
+                                        "add this statement to the access policy of queue {queue} (narrow it with aws:SourceArn or aws:SourceAccount to the resource that sends)"
+                                    ),
+                                    statement: Some({
+                                        let mut st = json!({ "Sid": sid, "Effect": "Allow", "Principal": principal, "Action": [action], "Resource": queue });
+                                        // Only the resource that sends: the one the call came from, when known.
+                                        if let Some(StringOrList::One(src)) = who
+                                            .snap
+                                            .request_context
+                                            .iter()
+                                            .find(|(k, _)| k.eq_ignore_ascii_case("aws:SourceArn"))
+                                            .map(|(_, v)| v)
+                                        {
+                                            st["Condition"] =
+                                                json!({ "ArnEquals": { "aws:SourceArn": src } });
+                                        }
+                                        st
+                                    }),
+                                },
+                            ),
                             Target::Queue => (
                                 ReasonCode::QueuePolicyDoesNotAllowCrossAccount,
                                 DiagLayer::QueuePolicy,
                                 format!(
-                                    "{caller} because no resource-based policy allows the {action} action: the role's account {} differs from the queue's {}, so the queue policy must allow it too{}",
-                                    who.role_arn.account(),
+                                    "{caller} because no resource-based policy allows the {action} action: the {noun}'s account {} differs from the queue's {}, so the queue policy must allow it too{}",
+                                    who.caller.account().map(|a| a.as_str()).unwrap_or_default(),
                                     who.spec.queue.arn.account(),
                                     session_tag_hint(who, set)
                                 ),
@@ -261,7 +326,7 @@ impl Diag {
                                         who.spec.queue.arn.account()
                                     ),
                                     statement: Some(
-                                        json!({ "Sid": sid, "Effect": "Allow", "Principal": { "AWS": role }, "Action": [action], "Resource": queue }),
+                                        json!({ "Sid": sid, "Effect": "Allow", "Principal": principal, "Action": [action], "Resource": queue }),
                                     ),
                                 },
                             ),
@@ -269,8 +334,13 @@ impl Diag {
                                 ReasonCode::KmsKeyPolicyDoesNotAllow,
                                 DiagLayer::KmsKeyPolicy,
                                 format!(
-                                    "{caller} because no resource-based policy allows the {action} action: the key policy of {resource} neither names the role nor lets IAM policies of account {} count (SQS calls KMS with your identity for SSE-KMS queues)",
-                                    who.role_arn.account()
+                                    "{caller} because no resource-based policy allows the {action} action: the key policy of {resource} {} (SQS calls KMS with your identity for SSE-KMS queues)",
+                                    match who.caller.account() {
+                                        Some(a) => format!(
+                                            "neither names the {noun} nor lets IAM policies of account {a} count"
+                                        ),
+                                        None => format!("does not name {owner}"),
+                                    }
                                 ),
                                 Fix {
                                     target: FixTarget::KeyPolicy {
@@ -280,7 +350,7 @@ impl Diag {
                                         "add this statement to the key policy of {resource}"
                                     ),
                                     statement: Some(
-                                        json!({ "Sid": sid, "Effect": "Allow", "Principal": { "AWS": role }, "Action": [action], "Resource": "*", "Condition": kms_cond() }),
+                                        json!({ "Sid": sid, "Effect": "Allow", "Principal": principal, "Action": [action], "Resource": "*", "Condition": kms_cond() }),
                                     ),
                                 },
                             ),
@@ -302,6 +372,9 @@ impl Diag {
 
 /// When a policy of `set` reads a Pod Identity session tag the session does not have: why.
 fn session_tag_hint(who: &Who, set: &PolicySet) -> String {
+    if who.snap.binding.is_none() {
+        return String::new();
+    }
     let policies = set
         .identity
         .iter()
@@ -344,16 +417,22 @@ fn session_tag_hint(who: &Who, set: &PolicySet) -> String {
     }
 }
 
-/// Where the Pod Identity association of the workload is changed.
+/// Where the session policy is changed: the workload's Pod Identity association, else whatever
+/// created the session.
 fn association_target(who: &Who) -> FixTarget {
-    FixTarget::PodIdentityAssociation {
-        cluster: who
-            .snap
-            .cluster
-            .cluster_name()
-            .unwrap_or_else(|| "<cluster>".into()),
-        namespace: who.snap.binding.namespace.clone(),
-        service_account: who.spec.service_account.clone(),
+    match who.association {
+        Some(_) => FixTarget::PodIdentityAssociation {
+            cluster: who
+                .snap
+                .cluster
+                .cluster_name()
+                .unwrap_or_else(|| "<cluster>".into()),
+            namespace: who.snap.namespace().to_string(),
+            service_account: who.spec.service_account.clone(),
+        },
+        None => FixTarget::SessionPolicy {
+            session: who.session.clone(),
+        },
     }
 }
 
@@ -408,11 +487,22 @@ pub(super) fn describe_statement(set: &PolicySet, s: &StatementRef) -> String {
 }
 
 pub(super) fn deny_fix(set: &PolicySet, s: &StatementRef, action: &str, target: FixTarget) -> Fix {
+    deny_fix_for(set, s, action, target, "this workload")
+}
+
+/// The fix for a denying statement; `subject` is who it denies (`this workload`).
+pub(super) fn deny_fix_for(
+    set: &PolicySet,
+    s: &StatementRef,
+    action: &str,
+    target: FixTarget,
+    subject: &str,
+) -> Fix {
     let conditional = statement_of(set, s).is_some_and(|st| !st.conditions.is_empty());
     Fix {
         target,
         instruction: format!(
-            "{} denies {action} for this workload: remove it, or narrow it so it does not match{}",
+            "{} denies {action} for {subject}: remove it, or narrow it so it does not match{}",
             describe_statement(set, s),
             if conditional {
                 " (or make the request satisfy its condition)"
@@ -510,7 +600,7 @@ pub(super) fn allowed_values(stmts: &[&crate::policy::Statement], key: &str) -> 
 }
 
 /// Merges fixes that add statements to the same place: one statement with all the actions.
-pub(super) fn merge_fixes(fixes: impl Iterator<Item = Fix>) -> Vec<Fix> {
+pub fn merge_fixes(fixes: impl Iterator<Item = Fix>) -> Vec<Fix> {
     let mut out: Vec<Fix> = Vec::new();
     for f in fixes {
         let shape = |st: &serde_json::Value| {

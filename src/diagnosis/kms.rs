@@ -31,15 +31,11 @@ impl Diag {
         if needed.is_empty() {
             return;
         }
-        let principal_acct = who.role_arn.account().clone();
+        let principal_acct = who.caller.account().cloned();
         let aws_managed_alias = key_id.ends_with("alias/aws/sqs");
         let Some(key) = &snap.kms_key else {
-            if aws_managed_alias && principal_acct != *queue_arn.account() {
-                self.push(managed_key_cross_account(
-                    key_id,
-                    &principal_acct,
-                    queue_arn.account(),
-                ));
+            if aws_managed_alias && principal_acct.as_ref() != Some(queue_arn.account()) {
+                self.push(managed_key_cross_account(key_id, who, queue_arn.account()));
                 return;
             }
             if !snap.evidence_errors.iter().any(|e| e.item == "kmsKey") {
@@ -77,12 +73,10 @@ impl Diag {
             .ok()
             .and_then(|a| AccountId::parse(a.account).ok())
             .unwrap_or_else(|| queue_arn.account().clone());
-        if (key.key_manager == KeyManager::Aws || aws_managed_alias) && key_acct != principal_acct {
-            self.push(managed_key_cross_account(
-                &key.arn,
-                &principal_acct,
-                &key_acct,
-            ));
+        if (key.key_manager == KeyManager::Aws || aws_managed_alias)
+            && principal_acct.as_ref() != Some(&key_acct)
+        {
+            self.push(managed_key_cross_account(&key.arn, who, &key_acct));
             return;
         }
         match key.key_state.as_str() {
@@ -131,7 +125,7 @@ impl Diag {
             .ok()
             .and_then(|a| Region::parse(a.region).ok())
             .unwrap_or_else(|| queue_arn.region().clone());
-        let mut set = self.identity_set(who, &principal_acct);
+        let mut set = self.identity_set(who);
         let key_policy = match (&key.policy, key.key_manager) {
             (Some(p), _) => Some(p.policy.clone()),
             (None, KeyManager::Aws) => {
@@ -179,9 +173,11 @@ impl Diag {
                     queue_arn.region().dns_suffix()
                 ),
             )
-            .insert("kms:CallerAccount", principal_acct.to_string())
             .insert("kms:EncryptionContext:aws:sqs:arn", queue_arn.to_string())
             .insert_many("kms:EncryptionContextKeys", vec!["aws:sqs:arn".into()]);
+        if let Some(a) = &principal_acct {
+            ctx.insert("kms:CallerAccount", a.to_string());
+        }
         for action in needed {
             let req = Request::new(&who.session, action, &key.arn, ctx.clone());
             let resp = authorize(&req, &set);
@@ -191,16 +187,16 @@ impl Diag {
     }
 }
 
-pub(super) fn managed_key_cross_account(
-    key: &str,
-    principal: &AccountId,
-    key_acct: &AccountId,
-) -> Finding {
+pub(super) fn managed_key_cross_account(key: &str, who: &Who, key_acct: &AccountId) -> Finding {
+    let caller = match who.caller.account() {
+        Some(principal) => format!("the {} is in {principal}", who.caller.noun()),
+        None => format!("{} is no principal of an account", who.caller.describe()),
+    };
     Finding::new(
         ReasonCode::KmsAwsManagedKeyCrossAccount,
         DiagLayer::KmsKey,
         format!(
-            "the queue is encrypted with the AWS managed key {key} of account {key_acct}, whose fixed key policy only serves principals of that account; the role is in {principal}, so no policy change can make this work"
+            "the queue is encrypted with the AWS managed key {key} of account {key_acct}, whose fixed key policy only serves principals of that account; {caller}, so no policy change can make this work"
         ),
     )
     .fix(Fix {

@@ -15,6 +15,7 @@ mod findings;
 mod kms;
 mod network;
 mod pod_identity;
+mod principal;
 pub mod reason;
 pub mod report;
 pub mod snapshot;
@@ -25,6 +26,8 @@ pub mod workload;
 
 pub use access::{AccessMode, SqsAction};
 pub use check::{Check, Verdict, diagnose, diagnose_with};
+pub use findings::merge_fixes;
+pub use principal::{CallerSummary, UNKNOWN_SESSION};
 pub use reason::{DiagLayer, Finding, Fix, FixTarget, Outcome, ReasonCode};
 pub use snapshot::Snapshot;
 pub use spec::{BindingSpec, SpecError, SpecOptions, ValidSpec};

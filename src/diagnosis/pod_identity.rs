@@ -667,7 +667,7 @@ fn eks_trust_statement(snap: &Snapshot, sa: &str, tags: &SessionTags, actions: &
     let mut st = json!({
         // Not the Sid of the EKS documentation: it is often there already, and Sids must be
         // unique within a policy.
-        "Sid": format!("PodIdentity{}{}", camel(&snap.binding.namespace), camel(sa)),
+        "Sid": format!("PodIdentity{}{}", camel(snap.namespace()), camel(sa)),
         "Effect": "Allow",
         "Principal": { "Service": POD_IDENTITY_PRINCIPAL },
         "Action": actions,

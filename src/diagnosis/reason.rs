@@ -55,6 +55,10 @@ pub enum ReasonCode {
     KmsKeyPolicyDoesNotAllow,
     ExplicitDenyInKmsKeyPolicy,
     KmsAwsManagedKeyCrossAccount,
+    // Any principal (explain).
+    UserNotFound,
+    SessionPolicyDoesNotAllow,
+    QueuePolicyDoesNotAllowServicePrincipal,
     // Not decidable.
     DependsOnRequestContext,
     EvidenceUnreadable,
@@ -181,6 +185,15 @@ pub enum FixTarget {
     Queue {
         queue: String,
     },
+    /// An identity-based policy of an IAM user (inline, attached, or one of its groups').
+    UserPolicy {
+        user: String,
+    },
+    /// The session policy of a role session or federated user: what the caller passed to
+    /// `sts:AssumeRole` or `sts:GetFederationToken`.
+    SessionPolicy {
+        session: String,
+    },
     KmsKey {
         key: String,
     },
@@ -221,6 +234,12 @@ impl FixTarget {
                 "the EKS Pod Identity association of {namespace}/{service_account} in cluster {cluster}"
             ),
             FixTarget::Queue { queue } => format!("queue {queue}"),
+            FixTarget::UserPolicy { user } => {
+                format!("an identity policy of user {user} (or of one of its groups)")
+            }
+            FixTarget::SessionPolicy { session } => {
+                format!("the session policy of {session} (passed by whoever created the session)")
+            }
             FixTarget::KmsKey { key } => format!("KMS key {key}"),
             FixTarget::Binding => "the SqsAccessBinding".into(),
         }

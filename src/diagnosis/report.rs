@@ -32,6 +32,16 @@ pub fn render_text(v: &Verdict, subject: &str) -> String {
             );
         }
     }
+    if let Some(c) = &v.caller {
+        let mut how = c.kind.clone();
+        if let Some(i) = c.identity.as_deref().filter(|i| *i != c.principal) {
+            how.push_str(&format!("; policies of {i}"));
+        }
+        if !c.groups.is_empty() {
+            how.push_str(&format!("; groups {}", c.groups.join(", ")));
+        }
+        let _ = writeln!(out, "Caller:  {} ({how})", c.principal);
+    }
     if let Some(q) = &v.queue {
         let enc = match &q.kms_key {
             Some(k) if q.encryption == "SSE-KMS" => format!("{} with {k}", q.encryption),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::access::AccessMode;
 use super::spec::BindingSpec;
 use crate::policy::Policy;
 
@@ -24,7 +25,13 @@ pub struct Snapshot {
     /// When the evidence was read (RFC 3339); it becomes `aws:CurrentTime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured_at: Option<String>,
-    pub binding: BindingEvidence,
+    /// The binding diagnosed. A snapshot has a binding or a `request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<BindingEvidence>,
+    /// Instead of a binding: one principal's call (what `explain` evaluates), for any IAM
+    /// principal, not only a Kubernetes workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestEvidence>,
     /// `None`: the service account was not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<ServiceAccountEvidence>,
@@ -38,6 +45,10 @@ pub struct Snapshot {
     /// annotation's (IRSA) or the Pod Identity association's `roleArn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleEvidence>,
+    /// The IAM user a request's principal is (or, for a federated user, the user that called
+    /// `sts:GetFederationToken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserEvidence>,
     /// The Pod Identity association's `targetRoleArn`: EKS assumes `role` first, then this
     /// role with it, and the workload acts as this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +82,64 @@ pub struct BindingEvidence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub spec: BindingSpec,
+}
+
+/// One principal's call to SQS, instead of a binding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestEvidence {
+    /// The caller as AWS names it: an IAM user or role ARN, a role session
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`), a federated user
+    /// (`arn:aws:sts::ACCOUNT:federated-user/NAME`), or a service principal (`sns.amazonaws.com`).
+    pub principal: String,
+    /// The queue: an ARN or a URL.
+    pub queue: String,
+    /// Access modes, as in a binding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<AccessMode>,
+    /// SQS actions (API names such as `SendMessageBatch` are read as the action they need).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// The interface VPC endpoint the call went through, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_endpoint_id: Option<String>,
+    /// The session policy of a role session or federated user, when known (passed to
+    /// `sts:AssumeRole` or `sts:GetFederationToken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_policy: Option<Document>,
+}
+
+/// An IAM user, as `iam:GetUser` and the user and group policy reads return it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserEvidence {
+    pub arn: String,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline_policies: Vec<NamedDocument>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policies: Vec<NamedDocument>,
+    /// The user's groups, with their policies (a user's permissions include its groups').
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<NamedDocument>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An IAM group of a user, with its policies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupEvidence {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline_policies: Vec<NamedDocument>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policies: Vec<NamedDocument>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -547,8 +616,25 @@ impl fmt::Display for SnapshotError {
 impl std::error::Error for SnapshotError {}
 
 impl Snapshot {
-    /// Reads a snapshot from YAML (or JSON, which is YAML too).
+    /// Reads a snapshot from YAML (or JSON, which is YAML too): a binding's, or one request's.
     pub fn from_yaml_str(text: &str) -> Result<Snapshot, SnapshotError> {
+        let snap = Snapshot::evidence_from_yaml_str(text)?;
+        match (&snap.binding, &snap.request) {
+            (None, None) => Err(SnapshotError {
+                path: "binding".into(),
+                message: "missing: a snapshot describes a binding (binding:) or one principal's call (request:)".into(),
+            }),
+            (Some(_), Some(_)) => Err(SnapshotError {
+                path: "request".into(),
+                message: "a snapshot describes a binding or one principal's call, not both: remove binding: or request:".into(),
+            }),
+            _ => Ok(snap),
+        }
+    }
+
+    /// Reads a snapshot that may hold evidence only, with neither a binding nor a request
+    /// (`explain` takes the request from an error text).
+    pub fn evidence_from_yaml_str(text: &str) -> Result<Snapshot, SnapshotError> {
         let snap: Snapshot = crate::yaml::from_str(text).map_err(|e| SnapshotError {
             path: e.path,
             message: e.message,
@@ -566,6 +652,11 @@ impl Snapshot {
             });
         }
         Ok(snap)
+    }
+
+    /// The binding's namespace (empty for a request).
+    pub fn namespace(&self) -> &str {
+        self.binding.as_ref().map_or("", |b| b.namespace.as_str())
     }
 
     pub fn to_yaml(&self) -> String {

@@ -104,13 +104,11 @@ impl BindingSpec {
             }
         };
         if let Some(v) = &self.vpc_endpoint_id
-            && !(v.starts_with("vpce-")
-                && v.len() > 5
-                && v[5..].bytes().all(|b| b.is_ascii_hexdigit()))
+            && let Some(message) = vpc_endpoint_problem(v)
         {
             errors.push(SpecError {
                 field: "spec.vpcEndpointId".into(),
-                message: format!("\"{v}\" is not a VPC endpoint id (vpce- followed by hex digits)"),
+                message,
             });
         }
         match (queue, actions, errors.is_empty()) {
@@ -123,6 +121,12 @@ impl BindingSpec {
             _ => Err(errors),
         }
     }
+}
+
+/// What is wrong with a VPC endpoint id, if anything.
+pub(super) fn vpc_endpoint_problem(v: &str) -> Option<String> {
+    let ok = v.starts_with("vpce-") && v.len() > 5 && v[5..].bytes().all(|b| b.is_ascii_hexdigit());
+    (!ok).then(|| format!("\"{v}\" is not a VPC endpoint id (vpce- followed by hex digits)"))
 }
 
 /// A service account name must be a plain name in the binding's namespace: the forms that

@@ -15,10 +15,10 @@ impl Diag {
         let spec = who.spec;
         let queue_arn = &spec.queue.arn;
         let region = queue_arn.region();
-        let principal_acct = who.role_arn.account().clone();
-        let cross = principal_acct != *queue_arn.account();
+        let principal_acct = who.caller.account().cloned();
+        let cross = principal_acct.as_ref() != Some(queue_arn.account());
 
-        let mut set = self.identity_set(who, &principal_acct);
+        let mut set = self.identity_set(who);
         if let Some(p) = queue_policy {
             set.resource.push(NamedPolicy::new(
                 format!("queue policy of {queue_arn}"),
@@ -33,25 +33,44 @@ impl Diag {
         let ctx = self.principal_context(who, region, false, vpce.as_deref());
 
         for action in &spec.actions {
-            if cross && !action.cross_account_grantable() && !action.is_list_queues() {
+            if let Some(principal_acct) = &principal_acct
+                && cross
+                && !action.cross_account_grantable()
+                && !action.is_list_queues()
+            {
                 self.push(
                     Finding::new(
                         ReasonCode::ActionNotAllowedCrossAccount,
                         DiagLayer::QueuePolicy,
                         format!(
-                            "{} cannot be granted to another account by a queue policy; the role is in {principal_acct}, the queue in {}",
+                            "{} cannot be granted to another account by a queue policy; the {} is in {principal_acct}, the queue in {}",
                             action.as_str(),
+                            who.caller.noun(),
                             queue_arn.account()
                         ),
                     )
                     .action(action.as_str())
                     .fix(Fix {
-                        target: FixTarget::Binding,
-                        instruction: format!(
-                            "remove {} from spec.actions, or run this workload with a role in account {}",
-                            action.as_str(),
-                            queue_arn.account()
-                        ),
+                        target: if who.snap.binding.is_some() {
+                            FixTarget::Binding
+                        } else {
+                            FixTarget::Queue {
+                                queue: queue_arn.to_string(),
+                            }
+                        },
+                        instruction: if who.snap.binding.is_some() {
+                            format!(
+                                "remove {} from spec.actions, or run this workload with a role in account {}",
+                                action.as_str(),
+                                queue_arn.account()
+                            )
+                        } else {
+                            format!(
+                                "call {} as a principal of account {}: no queue policy can grant it to another account",
+                                action.as_str(),
+                                queue_arn.account()
+                            )
+                        },
                         statement: None,
                     }),
                 );
@@ -74,7 +93,7 @@ impl Diag {
             }
             let mut req = Request::new(&who.session, action.as_str(), &resource, ctx.clone());
             if list_queues {
-                req = req.with_resource_account(Some(principal_acct.to_string()));
+                req = req.with_resource_account(principal_acct.as_ref().map(|a| a.to_string()));
             }
             let resp = authorize(&req, req_set);
             self.record("sqs", &req, &resp);
@@ -105,12 +124,10 @@ impl Diag {
                         )
                         .action("sqs:ListQueues")
                         .fix(Fix {
-                            target: FixTarget::RolePolicy {
-                                role: who.role_arn.to_string(),
-                            },
+                            target: who.caller.grants_target(queue_arn),
                             instruction: format!(
-                                "grant sqs:ListQueues on \"*\" in an identity policy of role {}",
-                                who.role_arn
+                                "grant sqs:ListQueues on \"*\" in an identity policy of {}",
+                                who.caller.describe()
                             ),
                             statement: Some(json!({
                                 "Sid": "SqsListQueues",

@@ -8,6 +8,7 @@ use super::check::{Diag, Who};
 use super::findings::{
     allowed_values, deny_fix, depends_finding, describe_statement, join_quoted, statement_of,
 };
+use super::principal::Caller;
 use super::reason::{DiagLayer, Finding, Fix, FixTarget, ReasonCode};
 use crate::policy::{
     Context, Decision, Effect, Layer, NamedPolicy, Note, PolicySet, Request, authorize,
@@ -16,8 +17,14 @@ use crate::policy::{
 impl Diag {
     pub(super) fn check_trust(&mut self, who: &Who, issuer: Option<&str>, audience: &str) {
         let snap = who.snap;
-        let role_arn = &who.role_arn;
-        let ns = snap.binding.namespace.as_str();
+        let Caller::Role {
+            arn: role_arn,
+            role,
+        } = &who.caller
+        else {
+            return;
+        };
+        let ns = snap.namespace();
         let sa = who.spec.service_account.as_str();
         let Some(issuer) = issuer else {
             self.push(Finding::new(
@@ -79,7 +86,7 @@ impl Diag {
                 Some(_) => {}
             },
         }
-        let Some(trust) = &who.role.trust_policy else {
+        let Some(trust) = &role.trust_policy else {
             self.notes.push(format!(
                 "the trust policy of {role_arn} was not read: trust not checked"
             ));

@@ -208,11 +208,13 @@ pub mod fakes {
                 if q.ends_with(":slow") {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
-                let example_sa = s.binding.spec.service_account_name.clone();
-                s.binding.namespace = input.namespace.clone();
-                s.binding.spec = input.spec.clone();
-                if named.is_some() {
-                    s.binding.spec.service_account_name = example_sa;
+                if let Some(b) = &mut s.binding {
+                    let example_sa = b.spec.service_account_name.clone();
+                    b.namespace = input.namespace.clone();
+                    b.spec = input.spec.clone();
+                    if named.is_some() {
+                        b.spec.service_account_name = example_sa;
+                    }
                 }
                 if named.is_none() {
                     s.service_account = input.service_account.clone();
