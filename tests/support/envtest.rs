@@ -682,3 +682,58 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A webhook serving certificate for `127.0.0.1`, signed by a CA made for it.
+pub struct ServingCert {
+    /// The CA, PEM: the webhook configuration's `caBundle`.
+    pub ca_pem: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Writes `tls.crt` and `tls.key` into `dir` (created).
+pub fn serving_certificate(dir: &Path) -> ServingCert {
+    std::fs::create_dir_all(dir).expect("a folder for the certificate");
+    let mut ca = rcgen::CertificateParams::default();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "envtest webhook CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().expect("a key"))
+        .expect("a CA certificate");
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("certificate parameters")
+        .signed_by(&key, &*ca)
+        .expect("a serving certificate");
+    let out = ServingCert {
+        ca_pem: ca.pem(),
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    std::fs::write(&out.cert, cert.pem()).expect("tls.crt");
+    std::fs::write(&out.key, key.serialize_pem()).expect("tls.key");
+    out
+}
+
+/// A ValidatingWebhookConfiguration for SqsAccessBindings, as the chart's `webhook.url` mode
+/// renders it, calling `url` and limited to one namespace.
+pub fn webhook_configuration(name: &str, url: &str, ca_pem: &str, namespace: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: {name}}}
+webhooks:
+- name: validate.sqsaccess.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig: {{url: "{url}", caBundle: "{ca}"}}
+  rules:
+  - {{apiGroups: [sqsaccess.io], apiVersions: ["*"], resources: [sqsaccessbindings], operations: [CREATE, UPDATE], scope: Namespaced}}
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: "{namespace}"}}}}
+"#
+    )
+}
