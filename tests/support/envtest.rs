@@ -388,7 +388,8 @@ impl ApiServer {
         }
     }
 
-    /// Stops kube-apiserver (SIGTERM, as a rolling upgrade would), keeps it down for
+    /// Stops kube-apiserver (SIGTERM, as a rolling upgrade would; SIGKILL after 3 s, since it
+    /// would otherwise keep serving open watches for half a minute), keeps it down for
     /// `downtime`, and starts it again on the same port and etcd data.
     pub async fn restart(&self, downtime: Duration) {
         let child = self
@@ -397,7 +398,7 @@ impl ApiServer {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(mut child) = child {
-            tokio::task::spawn_blocking(move || stop(&mut child, Duration::from_secs(30)))
+            tokio::task::spawn_blocking(move || stop(&mut child, Duration::from_secs(3)))
                 .await
                 .expect("stopping kube-apiserver");
         }
