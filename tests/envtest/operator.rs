@@ -384,8 +384,17 @@ async fn with_the_charts_rbac_nothing_the_operator_does_is_forbidden() {
         "sqs-operator-0",
         &release_ns,
     );
-    let mut op = Operator::start(&kubeconfig, &args, &env);
-    op.wait_ready().await;
+    let op = Operator::start(&kubeconfig, &args, &env);
+    // Every wait below fails at once, naming the request, when anything was forbidden.
+    let rbac = Rbac {
+        server: &server,
+        user: &user,
+        op: &op,
+    };
+    rbac.wait("readiness", || async {
+        (op.readyz().await == Some(200)).then_some(())
+    })
+    .await;
 
     // A team's namespace in warn mode: admitted whatever AWS says, with the webhook's warning.
     let client = server.client().await;
@@ -398,8 +407,7 @@ async fn with_the_charts_rbac_nothing_the_operator_does_is_forbidden() {
         .await;
     service_account(&client, &app, "producer", Some(ROLE)).await;
     let (app_ref, server_ref) = (app.as_str(), &server);
-    let warning = eventually(
-        WAIT,
+    rbac.wait(
         "the webhook's warning (namespace label seen)",
         || async move {
             let (ok, err) = app_binding(server_ref, app_ref, "producer-orders").await;
@@ -407,13 +415,19 @@ async fn with_the_charts_rbac_nothing_the_operator_does_is_forbidden() {
             err.contains(&format!(
                 "Warning: SqsAccessBinding {app_ref}/producer-orders"
             ))
-            .then_some(err)
+            .then_some(())
         },
     )
     .await;
-    assert!(!warning.contains("forbidden"), "{warning}");
 
-    let b = wait_status(&server, &app, "producer-orders", &op).await;
+    let api: Api<SqsAccessBinding> = Api::namespaced(client.clone(), &app);
+    let b = rbac
+        .wait("the binding's status", || async {
+            let b = api.get("producer-orders").await.ok()?;
+            b.status.as_ref()?.last_checked.as_ref()?;
+            Some(b)
+        })
+        .await;
     assert!(
         b.metadata
             .managed_fields
@@ -422,28 +436,20 @@ async fn with_the_charts_rbac_nothing_the_operator_does_is_forbidden() {
             .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER)),
         "the status was written by the operator"
     );
-    eventually(WAIT, "an Event", || async {
+    rbac.wait("an Event", || async {
         (!events(&client, &app, "producer-orders").await.is_empty()).then_some(())
     })
     .await;
-    let (holder, _) = eventually(WAIT, "the Lease", || lease_holder(&server, &release_ns)).await;
+    let (holder, _) = rbac
+        .wait("the Lease", || lease_holder(&server, &release_ns))
+        .await;
     assert_eq!(holder, "sqs-operator-0");
     assert_eq!(op.readyz().await, Some(200));
-    let log = op.log();
-    assert!(
-        log.contains("discovered the cluster's OIDC issuer"),
-        "issuer discovery: {log}"
-    );
 
-    // Every request of the operator, from the audit log: nothing forbidden, and each thing it
-    // must do done at least once.
-    let requests = eventually(Duration::from_secs(10), "the audit log", || async {
-        let mine: Vec<Value> = server
-            .audit()
-            .into_iter()
-            .filter(|e| e["user"]["username"] == user.as_str())
-            .collect();
-        let done: BTreeSet<(String, String)> = mine
+    // Each thing the operator must do, seen succeeding in the audit log.
+    rbac.wait("every expected request", || async {
+        let done: BTreeSet<(String, String)> = rbac
+            .requests()
             .iter()
             .filter(|e| {
                 e["responseStatus"]["code"]
@@ -455,22 +461,75 @@ async fn with_the_charts_rbac_nothing_the_operator_does_is_forbidden() {
         EXPECTED
             .iter()
             .all(|(v, r)| done.contains(&(v.to_string(), r.to_string())))
-            .then_some(mine)
+            .then_some(())
     })
     .await;
-    let forbidden: Vec<String> = requests
-        .iter()
-        .filter(|e| e["responseStatus"]["code"] == 403)
-        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
-        .collect();
+    let log = op.log();
     assert!(
-        forbidden.is_empty(),
-        "forbidden with the chart's RBAC: {forbidden:#?}"
+        log.contains("discovered the cluster's OIDC issuer"),
+        "issuer discovery: {log}"
     );
     assert!(
         !log.to_ascii_lowercase().contains("forbidden"),
         "the operator's log: {log}"
     );
+}
+
+/// Waits that watch the audit log for requests of the operator's identity that RBAC refused.
+struct Rbac<'a> {
+    server: &'a ApiServer,
+    user: &'a str,
+    op: &'a Operator,
+}
+
+impl Rbac<'_> {
+    fn requests(&self) -> Vec<Value> {
+        self.server
+            .audit()
+            .into_iter()
+            .filter(|e| e["user"]["username"] == self.user)
+            .collect()
+    }
+
+    fn forbidden(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|e| e["responseStatus"]["code"] == 403)
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    e["requestURI"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    async fn wait<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let started = std::time::Instant::now();
+        loop {
+            let forbidden = self.forbidden();
+            assert!(
+                forbidden.is_empty(),
+                "forbidden with the chart's RBAC (waiting for {what}): {forbidden:#?}"
+            );
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "timed out waiting for {what}; the operator's log:\n{}",
+                self.op.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
