@@ -1,5 +1,6 @@
 //! The controller in-process against a real API server, wired as `run` wires it (service
-//! accounts from a watch-fed cache), with the example-backed fake source standing in for AWS.
+//! accounts read through the API server), with the example-backed fake source standing in for
+//! AWS.
 //! Each test has its own API server: a controller watches every namespace.
 
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use sqs_access_operator::binding::{ClusterFacts, StoreLookup};
+use sqs_access_operator::binding::{ApiLookup, ClusterFacts};
 use sqs_access_operator::controller::leader::LeaderElection;
 use sqs_access_operator::controller::{self, Context, FIELD_MANAGER};
 use sqs_access_operator::crd::SqsAccessBinding;
@@ -120,20 +120,8 @@ impl Running {
 }
 
 async fn start_controller(client: Client) -> Running {
-    let (store, writer) = reflector::store::<ServiceAccount>();
-    let accounts = reflector(
-        writer,
-        watcher(
-            Api::<ServiceAccount>::all(client.clone()),
-            Default::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    tokio::spawn(futures::StreamExt::for_each(accounts, |_| async {}));
-    store.wait_until_ready().await.unwrap();
     let facts = ClusterFacts {
-        service_accounts: Arc::new(StoreLookup(store)),
+        service_accounts: Arc::new(ApiLookup(client.clone())),
         oidc_issuer: Some(ISSUER.into()),
     };
     let ctx = Arc::new(Context::new(

@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::controller::{events, service_account};
 use crate::support::envtest::{
-    ApiServer, Options, eventually, free_port, serving_certificate, spawn, tool, workdir,
+    ApiServer, Options, eventually, free_port, serving_certificate, spawn, tool,
+    webhook_configuration, workdir,
 };
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/producer";
@@ -134,11 +135,27 @@ impl Drop for Operator {
     }
 }
 
+/// `kubectl apply` of a binding of `producer` to the queue: whether it succeeded, and its error
+/// output (warnings and rejections).
 async fn app_binding(server: &ApiServer, ns: &str, name: &str) -> (bool, String) {
+    kubectl_binding(server, ns, name, &["apply", "-f", "-"]).await
+}
+
+/// The same as a server-side dry run of a create: the webhook judges it every time.
+async fn dry_run_binding(server: &ApiServer, ns: &str, name: &str) -> (bool, String) {
+    kubectl_binding(server, ns, name, &["create", "--dry-run=server", "-f", "-"]).await
+}
+
+async fn kubectl_binding(
+    server: &ApiServer,
+    ns: &str,
+    name: &str,
+    args: &[&str],
+) -> (bool, String) {
     let doc = format!(
         "apiVersion: sqsaccess.io/v1alpha1\nkind: SqsAccessBinding\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{serviceAccountName: producer, queue: \"{QUEUE}\", access: [Send]}}\n"
     );
-    let out = server.kubectl(&["apply", "-f", "-"], Some(&doc)).await;
+    let out = server.kubectl(args, Some(&doc)).await;
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -298,6 +315,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("list", "sqsaccessbindings"),
     ("watch", "sqsaccessbindings"),
     ("patch", "sqsaccessbindings/status"),
+    ("get", "serviceaccounts"),
     ("list", "serviceaccounts"),
     ("watch", "serviceaccounts"),
     ("list", "namespaces"),
@@ -552,13 +570,40 @@ async fn the_operator_keeps_working_across_an_api_server_restart() {
     let Some((server, ops, app)) = cluster().await else {
         return;
     };
+    // With the webhook, registered for the team's namespace, in warn mode there for now.
+    let cert = serving_certificate(&workdir().join(crate::support::unique("restart-tls")));
+    let webhook_port = free_port();
     let mut op = Operator::start(
         &server.kubeconfig,
-        &[format!("--lease-namespace={ops}")],
+        &[
+            format!("--lease-namespace={ops}"),
+            format!("--webhook-addr=127.0.0.1:{webhook_port}"),
+            format!("--tls-cert-file={}", cert.cert.display()),
+            format!("--tls-key-file={}", cert.key.display()),
+        ],
         &[("POD_NAME".into(), "operator-0".into())],
     );
     op.wait_ready().await;
-    app_binding(&server, &app, "before").await;
+    server
+        .kubectl_ok(
+            &["label", "namespace", &app, "sqsaccess.io/enforcement=warn"],
+            None,
+        )
+        .await;
+    let url = format!("https://127.0.0.1:{webhook_port}/validate");
+    server
+        .kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&webhook_configuration("restart", &url, &cert.ca_pem, &app)),
+        )
+        .await;
+    let (server_ref, app_ref) = (&server, app.as_str());
+    eventually(WAIT, "the webhook's warning", || async move {
+        let (ok, err) = app_binding(server_ref, app_ref, "before").await;
+        assert!(ok, "{err}");
+        err.contains("Warning: SqsAccessBinding").then_some(())
+    })
+    .await;
     wait_status(&server, &app, "before", &op).await;
 
     // Readiness, sampled all along.
@@ -583,6 +628,57 @@ async fn the_operator_keeps_working_across_an_api_server_restart() {
     let (ok, err) = app_binding(&server, &app, "after").await;
     assert!(ok, "{err}");
     wait_status(&server, &app, "after", &op).await;
+    // The ServiceAccount watch came back too: the role annotation goes, the bindings follow.
+    server
+        .kubectl_ok(
+            &[
+                "-n",
+                &app,
+                "annotate",
+                "serviceaccount",
+                "producer",
+                "eks.amazonaws.com/role-arn-",
+            ],
+            None,
+        )
+        .await;
+    let api: Api<SqsAccessBinding> = Api::namespaced(server.client().await, &app);
+    for name in ["before", "after"] {
+        let api = &api;
+        eventually(
+            WAIT,
+            &format!("{name}: ServiceAccountHasNoRole"),
+            || async move {
+                let b = api.get(name).await.ok()?;
+                (b.status?.reason.as_deref() == Some("ServiceAccountHasNoRole")).then_some(())
+            },
+        )
+        .await;
+    }
+    // And the webhook's caches: the namespace label and the ServiceAccount, changed after the
+    // restart, decide admission.
+    server
+        .kubectl_ok(
+            &[
+                "label",
+                "namespace",
+                &app,
+                "sqsaccess.io/enforcement=enforce",
+                "--overwrite",
+            ],
+            None,
+        )
+        .await;
+    let err = eventually(
+        Duration::from_secs(30),
+        "the webhook rejecting a binding of the unannotated account",
+        || async move {
+            let (ok, err) = dry_run_binding(server_ref, app_ref, "third").await;
+            (!ok && err.contains("ServiceAccountHasNoRole")).then_some(err)
+        },
+    )
+    .await;
+    assert!(err.contains("denied the request"), "{err}");
     sampler.abort();
     assert!(samples.load(Ordering::Relaxed) > 10);
     assert_eq!(
