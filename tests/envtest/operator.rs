@@ -1,7 +1,7 @@
 //! The operator binary (`sqs-access-operator run`) against a real API server: with the chart's
 //! RBAC and a TokenRequest token of the chart's ServiceAccount nothing is forbidden; the
-//! controller's watches survive an API server restart; of two replicas one leads, and the other
-//! takes over when it dies. AWS is the emulator when the tests run through
+//! controller's watches and the webhook's caches survive an API server restart; of two replicas
+//! one leads, and the other takes over when it dies. AWS is the emulator when the tests run through
 //! `scripts/with-moto.sh`, else a loopback port nobody listens on: never the real one.
 
 use std::collections::BTreeSet;
@@ -700,20 +700,20 @@ async fn of_two_operators_one_leads_and_the_other_takes_over_when_it_dies() {
             &[("POD_NAME".into(), pod.into())],
         )
     };
-    let mut ops_by_name = vec![
-        ("operator-a", start("operator-a")),
-        ("operator-b", start("operator-b")),
-    ];
-    for (_, op) in &mut ops_by_name {
-        op.wait_ready().await;
-    }
+    let (mut a, mut b) = (start("operator-a"), start("operator-b"));
+    a.wait_ready().await;
+    b.wait_ready().await;
     let (leader, transitions) = eventually(WAIT, "a leader", || lease_holder(&server, &ops)).await;
+    let (mut leader_op, follower_op, follower) = match leader.as_str() {
+        "operator-a" => (a, b, "operator-b"),
+        "operator-b" => (b, a, "operator-a"),
+        other => panic!("the Lease names {other}, neither replica"),
+    };
     let client = server.client().await;
 
     // Only the leader writes: the Events name the replica that published them.
     app_binding(&server, &app, "first").await;
-    let leader_op = &ops_by_name.iter().find(|(n, _)| *n == leader).unwrap().1;
-    wait_status(&server, &app, "first", leader_op).await;
+    wait_status(&server, &app, "first", &leader_op).await;
     let first = eventually(WAIT, "an Event", || async {
         let evs = events(&client, &app, "first").await;
         (!evs.is_empty()).then_some(evs)
@@ -725,15 +725,8 @@ async fn of_two_operators_one_leads_and_the_other_takes_over_when_it_dies() {
 
     // The leader dies without a word; the follower was ready all along, and takes over once the
     // Lease expires.
-    let (idx, _) = ops_by_name
-        .iter()
-        .enumerate()
-        .find(|(_, (n, _))| *n == leader)
-        .unwrap();
-    let (_, mut dead) = ops_by_name.remove(idx);
-    let (follower, follower_op) = ops_by_name.pop().unwrap();
     assert_eq!(follower_op.readyz().await, Some(200));
-    dead.kill();
+    leader_op.kill();
     let (holder, after) = eventually(WAIT, "the follower taking the Lease", || async {
         lease_holder(&server, &ops)
             .await

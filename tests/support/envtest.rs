@@ -289,20 +289,6 @@ impl ApiServer {
         };
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut etcd = Command::new(&assets.etcd);
-        etcd.arg("--data-dir")
-            .arg(dir.join("etcd"))
-            .args(["--listen-client-urls", &etcd_url])
-            .args(["--advertise-client-urls", &etcd_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .arg("--unsafe-no-fsync")
-            .stdin(Stdio::null())
-            .stdout(log_file(&dir, "etcd.log")?)
-            .stderr(log_file(&dir, "etcd.log")?);
-        let etcd = spawn(etcd).map_err(|e| format!("{}: {e}", assets.etcd.display()))?;
-
         let path = |p: &Path| p.display().to_string();
         let mut args = vec![
             "--bind-address=127.0.0.1".to_string(),
@@ -326,6 +312,20 @@ impl ApiServer {
             args.push(format!("--audit-policy-file={}", path(&policy)));
             args.push(format!("--audit-log-path={}", path(&dir.join("audit.log"))));
         }
+        let mut etcd = Command::new(&assets.etcd);
+        etcd.arg("--data-dir")
+            .arg(dir.join("etcd"))
+            .args(["--listen-client-urls", &etcd_url])
+            .args(["--advertise-client-urls", &etcd_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .arg("--unsafe-no-fsync")
+            .stdin(Stdio::null())
+            .stdout(log_file(&dir, "etcd.log")?)
+            .stderr(log_file(&dir, "etcd.log")?);
+        let etcd = spawn(etcd).map_err(|e| format!("{}: {e}", assets.etcd.display()))?;
+
         let server = ApiServer {
             assets: assets.clone(),
             url: format!("https://127.0.0.1:{port}"),
@@ -339,11 +339,8 @@ impl ApiServer {
         };
         server.write_kubeconfig(&server.kubeconfig, &server.admin_token, None);
         server.spawn_apiserver()?;
-        match server.wait_ready(Duration::from_secs(60)) {
-            Ok(()) => Ok(server),
-            // Dropped: both processes stop, the folder goes.
-            Err(e) => Err(e),
-        }
+        // On failure it is dropped: both processes stop, the folder goes.
+        server.wait_ready(Duration::from_secs(60)).map(|()| server)
     }
 
     fn spawn_apiserver(&self) -> Result<(), String> {
@@ -578,11 +575,6 @@ impl ApiServer {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
-    }
-
-    /// The end of kube-apiserver's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        tail(&self.dir.join("kube-apiserver.log"), 40)
     }
 }
 
