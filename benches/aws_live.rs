@@ -109,6 +109,7 @@ async fn main() {
                 }),
                 oidc_issuer: Some(format!("https://{ISSUER}")),
                 cluster_name: None,
+                pods: None,
             }
         })
         .collect();

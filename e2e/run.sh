@@ -36,17 +36,18 @@ if [ -z "${E2E_OPERATOR_BIN:-}" ]; then
 fi
 export E2E_OPERATOR_BIN
 
+# From here on the operator and boto3 talk to the emulator only: no instance metadata, no real
+# credentials.
+# shellcheck source=scripts/loopback-aws.sh
+. scripts/loopback-aws.sh
 exec scripts/with-moto.sh bash -c '
 set -euo pipefail
 NS="e2e-$RANDOM"
 ISSUER="oidc.eks.us-east-1.amazonaws.com/id/E2ETESTCLUSTER"
 PY="${MOTO_VENV:-/var/tmp/sqs-access-operator-moto-5.2.5}/bin/python"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e.XXXXXX")
-# AWS is the emulator, only: no metadata service, no profile files.
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL="$SQS_ACCESS_TEST_MOTO_URL" AWS_EC2_METADATA_DISABLED=true
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE
 
 echo "== seeding the emulator"
 "$PY" - <<PYEOF

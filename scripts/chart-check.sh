@@ -282,7 +282,7 @@ def check(cond, what):
 
 
 class NoDates(yaml.SafeLoader):
-    """YAML as the operator (serde_yaml, YAML 1.2) reads it: 2012-10-17 is a string."""
+    """YAML as the operator (serde-saphyr, YAML 1.2 scalars) reads it: 2012-10-17 is a string."""
 
 
 NoDates.yaml_implicit_resolvers = {

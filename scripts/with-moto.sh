@@ -4,6 +4,8 @@
 #   scripts/with-moto.sh cargo test
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/loopback-aws.sh
+. scripts/loopback-aws.sh
 
 MOTO_VERSION="5.2.5"
 VENV="${MOTO_VENV:-/var/tmp/sqs-access-operator-moto-${MOTO_VERSION}}"

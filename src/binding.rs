@@ -2,7 +2,7 @@
 //! admission webhook both call it, with the same spec type, so status and admission cannot
 //! disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -11,8 +11,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use crate::aws::{SnapshotInput, SnapshotSource};
+use crate::changes::{DocRef, dependencies};
 use crate::crd::SqsAccessBinding;
-use crate::diagnosis::snapshot::{EvidenceError, EvidenceErrorKind, ServiceAccountEvidence};
+use crate::diagnosis::snapshot::{
+    EvidenceError, EvidenceErrorKind, PodEvidence, ServiceAccountEvidence,
+};
 use crate::diagnosis::{Verdict, diagnose_with};
 
 /// Reads a service account's annotations; `Ok(None)` when it does not exist.
@@ -76,6 +79,20 @@ pub async fn evaluate_binding(
     facts: &ClusterFacts,
     source: &dyn SnapshotSource,
 ) -> Verdict {
+    evaluate_binding_with_deps(binding, facts, source, None)
+        .await
+        .0
+}
+
+/// [`evaluate_binding`], with the pods of the service account when they are known (the
+/// controller watches them; the verdict then says whether they run with the checked role), and
+/// the documents the verdict was built from (for the controller's change index).
+pub async fn evaluate_binding_with_deps(
+    binding: &SqsAccessBinding,
+    facts: &ClusterFacts,
+    source: &dyn SnapshotSource,
+    pods: Option<Vec<PodEvidence>>,
+) -> (Verdict, BTreeSet<DocRef>) {
     let namespace = binding.namespace().unwrap_or_default();
     let spec = &binding.spec.binding;
     let opts = source.spec_options();
@@ -112,8 +129,9 @@ pub async fn evaluate_binding(
         service_account,
         oidc_issuer: facts.oidc_issuer.clone(),
         cluster_name: None,
+        pods,
     };
     let mut snap = source.snapshot(&input).await;
     snap.evidence_errors.extend(errors);
-    diagnose_with(&snap, &opts)
+    (diagnose_with(&snap, &opts), dependencies(&snap))
 }

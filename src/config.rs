@@ -25,11 +25,48 @@ pub struct Config {
     /// The cluster's OIDC issuer URL; discovered from the API server when absent.
     #[serde(default)]
     pub oidc_issuer: Option<String>,
+    /// The EKS cluster the operator runs in: its Pod Identity associations are read with it.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// How often every binding is re-checked (e.g. `5m`).
     #[serde(default, deserialize_with = "opt_duration")]
     pub recheck_interval: Option<Duration>,
     #[serde(default)]
     pub webhook: WebhookConfig,
+    /// The queue AWS's change events arrive on (EventBridge → SQS).
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// Change events: CloudTrail records of policy changes, delivered by EventBridge to an SQS queue
+/// the operator long-polls. See config/events/.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventsConfig {
+    /// The queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or ARN; unset: no events.
+    #[serde(default)]
+    pub queue_url: Option<String>,
+    /// The queue's region when its URL does not say (default: aws.region).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// At most this many messages are read before their changes are applied together (a burst
+    /// of changes to one role causes one fetch of it).
+    #[serde(default = "thousand")]
+    pub max_batch: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queue_url: None,
+            region: None,
+            max_batch: 1000,
+        }
+    }
+}
+
+fn thousand() -> usize {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +106,22 @@ impl Default for AwsConfig {
     }
 }
 
+/// The EKS cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name; without it Pod Identity associations are not read.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The cluster's region (default: `aws.region`, else `AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The cluster's ARN (default: built from the name, the region and the operator's own
+    /// account).
+    #[serde(default)]
+    pub arn: Option<String>,
+}
+
 /// Concurrent calls per service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -79,6 +132,8 @@ pub struct Concurrency {
     pub sqs: usize,
     #[serde(default = "sixteen")]
     pub kms: usize,
+    #[serde(default = "four")]
+    pub eks: usize,
 }
 
 impl Default for Concurrency {
@@ -87,6 +142,7 @@ impl Default for Concurrency {
             iam: 4,
             sqs: 16,
             kms: 16,
+            eks: 4,
         }
     }
 }
@@ -177,11 +233,7 @@ impl Config {
     }
 
     pub fn from_yaml_str(text: &str) -> Result<Config, String> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            format!("{path}: {}", e.into_inner())
-        })
+        crate::yaml::from_str(text).map_err(|e| e.to_string())
     }
 }
 

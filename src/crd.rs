@@ -28,6 +28,7 @@ use crate::diagnosis::BindingSpec;
     printcolumn = r#"{"name":"Queue","type":"string","jsonPath":".spec.queue"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[schemars(transform = clean_descriptions)]
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "(has(self.access) ? size(self.access) : 0) + (has(self.actions) ? size(self.actions) : 0) > 0",
     "message": "name at least one access mode (Send, Receive, GetAttributes) or action"
@@ -40,6 +41,7 @@ pub struct SqsAccessBindingSpec {
 /// What the operator found, the last time it checked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = clean_descriptions)]
 pub struct SqsAccessBindingStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +74,10 @@ pub struct SqsAccessBindingStatus {
     /// Layers that were not known and so not evaluated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Things that work but deserve attention (e.g. an IRSA annotation that Pod Identity
+    /// overrides).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// When the binding was last checked against AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked: Option<Time>,
@@ -80,9 +86,22 @@ pub struct SqsAccessBindingStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleStatus {
+    /// The role the workload acts as (with a Pod Identity target role, the target).
     pub arn: String,
-    /// serviceAccountAnnotation
+    /// serviceAccountAnnotation (IRSA) or podIdentityAssociation (EKS Pod Identity).
     pub source: String,
+    /// IRSA or PodIdentity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// The EKS Pod Identity association the role comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    /// The roles assumed in order, when there is more than one (Pod Identity target role).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// An IRSA role annotation that is not used because Pod Identity takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_irsa_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -134,8 +153,84 @@ pub struct FixStatus {
     pub statement: Option<String>,
 }
 
+/// Turns every description in a schema (and its subschemas) into clean paragraphs: doc
+/// comments wrap at 100 columns, and `kubectl explain` would show those breaks mid-sentence.
+/// The lines of a paragraph are joined with spaces; blank lines still separate paragraphs.
+fn clean_descriptions(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::String(d)) = schema.get_mut("description") {
+        *d = paragraphs(d);
+    }
+    schemars::transform::transform_subschemas(&mut clean_descriptions, schema);
+}
+
+/// `text` with each paragraph's lines joined by single spaces, paragraphs separated by one
+/// blank line.
+fn paragraphs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            blank = true;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank { "\n\n" } else { " " });
+        }
+        blank = false;
+        out.push_str(line);
+    }
+    out
+}
+
 /// The CRD as YAML, as `sqs-access-operator crd` prints it.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&SqsAccessBinding::crd()).expect("the CRD serializes")
+    crate::yaml::to_string(&SqsAccessBinding::crd()).expect("the CRD serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paragraphs_join_lines_and_keep_blank_line_breaks() {
+        assert_eq!(
+            paragraphs(
+                "the operator checks,\ncontinuously, that it can.\n\n  Second\nparagraph.\n"
+            ),
+            "the operator checks, continuously, that it can.\n\nSecond paragraph."
+        );
+        assert_eq!(paragraphs("one line"), "one line");
+    }
+
+    /// Every description in the CRD's schema, from the binding spec, the status and the types
+    /// they use, is free of line breaks inside a paragraph.
+    #[test]
+    fn no_description_breaks_mid_sentence() {
+        use kube::CustomResourceExt;
+        fn walk(v: &serde_json::Value, path: &str, seen: &mut usize) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        if k == "description"
+                            && let Some(d) = v.as_str()
+                        {
+                            *seen += 1;
+                            assert!(!d.replace("\n\n", "").contains('\n'), "{path}: {d:?}");
+                        }
+                        walk(v, &format!("{path}.{k}"), seen);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, path, seen)),
+                _ => {}
+            }
+        }
+        let crd = serde_json::to_value(SqsAccessBinding::crd()).unwrap();
+        let mut seen = 0;
+        walk(&crd, "crd", &mut seen);
+        assert!(seen > 20, "only {seen} descriptions");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let d = spec["description"].as_str().unwrap();
+        assert!(d.contains("the operator checks, continuously,"), "{d}");
+    }
 }

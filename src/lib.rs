@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod aws;
 pub mod binding;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod controller;
@@ -15,3 +16,4 @@ pub mod ids;
 pub mod metrics;
 pub mod policy;
 pub mod webhook;
+pub mod yaml;

@@ -41,6 +41,10 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub admissions: Family<ResultLabels, Counter>,
     pub admission_duration: Histogram,
+    /// Change events from the events queue, by result (matched, ignored, unparseable).
+    pub events: Family<ResultLabels, Counter>,
+    /// From a change's `detail.eventTime` to the re-check of a binding it touched.
+    pub event_delay: Histogram,
 }
 
 impl Default for Metrics {
@@ -56,6 +60,10 @@ impl Default for Metrics {
             reconcile_duration: Histogram::new(buckets),
             admissions: Family::default(),
             admission_duration: Histogram::new(buckets),
+            events: Family::default(),
+            event_delay: Histogram::new([
+                0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+            ]),
         }
     }
 }
@@ -97,6 +105,16 @@ impl Metrics {
             "Admission review duration",
             self.admission_duration.clone(),
         );
+        r.register(
+            "sqs_access_events",
+            "Change events received from the events queue, by result (matched: touched a cached document or a binding; ignored: nothing the operator reads; unparseable: deleted without effect)",
+            self.events.clone(),
+        );
+        r.register(
+            "sqs_access_event_delay_seconds",
+            "From a change event's eventTime in CloudTrail to the re-check of a binding it touched",
+            self.event_delay.clone(),
+        );
     }
 
     pub fn call(&self, service: &'static str, operation: &'static str, outcome: &'static str) {
@@ -112,18 +130,16 @@ impl Metrics {
     /// Total AWS calls so far (all labels), for tests and benchmarks.
     pub fn total_calls(&self) -> u64 {
         let mut total = 0;
-        for service in ["iam", "sqs", "kms", "sts"] {
-            for op in OPERATIONS {
-                for outcome in ["ok", "not_found", "denied", "unavailable"] {
-                    total += self
-                        .aws_calls
-                        .get_or_create(&CallLabels {
-                            service,
-                            operation: op,
-                            outcome,
-                        })
-                        .get();
-                }
+        for (service, op) in OPERATIONS {
+            for outcome in ["ok", "not_found", "denied", "unavailable"] {
+                total += self
+                    .aws_calls
+                    .get_or_create(&CallLabels {
+                        service,
+                        operation: op,
+                        outcome,
+                    })
+                    .get();
             }
         }
         total
@@ -136,22 +152,37 @@ impl Metrics {
     }
 }
 
-/// Every operation the AWS layer calls (the metric's label values).
-pub const OPERATIONS: &[&str] = &[
-    "GetRole",
-    "ListRolePolicies",
-    "GetRolePolicy",
-    "ListAttachedRolePolicies",
-    "GetPolicy",
-    "GetPolicyVersion",
-    "ListOpenIDConnectProviders",
-    "GetOpenIDConnectProvider",
-    "GetQueueUrl",
-    "GetQueueAttributes",
-    "ListQueueTags",
-    "DescribeKey",
-    "GetKeyPolicy",
-    "ListGrants",
-    "AssumeRole",
-    "GetCallerIdentity",
+/// The IAM action that authorizes an API operation (batch operations authorize as their single
+/// action; no `sqs:DeleteMessageBatch` action exists).
+pub fn permission(service: &str, operation: &str) -> String {
+    let op = match (service, operation) {
+        ("sqs", "DeleteMessageBatch") => "DeleteMessage",
+        (_, op) => op,
+    };
+    format!("{service}:{op}")
+}
+
+/// Every operation the AWS layer calls, by service (the metric's label values; the operator's
+/// IAM policy grants exactly these, which a test checks).
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("iam", "GetRole"),
+    ("iam", "ListRolePolicies"),
+    ("iam", "GetRolePolicy"),
+    ("iam", "ListAttachedRolePolicies"),
+    ("iam", "GetPolicy"),
+    ("iam", "GetPolicyVersion"),
+    ("iam", "ListOpenIDConnectProviders"),
+    ("iam", "GetOpenIDConnectProvider"),
+    ("sqs", "GetQueueUrl"),
+    ("sqs", "GetQueueAttributes"),
+    ("sqs", "ListQueueTags"),
+    ("kms", "DescribeKey"),
+    ("kms", "GetKeyPolicy"),
+    ("kms", "ListGrants"),
+    ("eks", "ListPodIdentityAssociations"),
+    ("eks", "DescribePodIdentityAssociation"),
+    ("sqs", "ReceiveMessage"),
+    ("sqs", "DeleteMessageBatch"),
+    ("sts", "AssumeRole"),
+    ("sts", "GetCallerIdentity"),
 ];

@@ -50,6 +50,7 @@ fn input(role_arn: &str, queue: &str, access: Vec<AccessMode>) -> SnapshotInput 
         }),
         oidc_issuer: Some(format!("https://{ISSUER}")),
         cluster_name: None,
+        pods: None,
     }
 }
 

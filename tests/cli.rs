@@ -1,12 +1,16 @@
 //! The command line as users meet it: exit codes, and clear errors for bad files and
 //! arguments (never a panic).
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
+
+use support::binary;
 
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqs-access-operator"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = binary();
+    cmd.args(args);
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -167,4 +171,92 @@ fn crd_prints_the_committed_definition() {
     ))
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), committed);
+}
+
+/// Plain-text logs written to a pipe (a pod's log, a file) carry no ANSI colour codes; JSON
+/// logs are JSON lines.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    for json in [false, true] {
+        let mut cmd = binary();
+        cmd.args(["run", "--admin-addr", "127.0.0.1:0", "--no-leader-election"]);
+        if json {
+            cmd.arg("--log-json");
+        }
+        // No cluster: `run` logs that it cannot reach one and exits, without any network.
+        let o = cmd
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let logs = String::from_utf8_lossy(&o.stdout);
+        assert!(logs.contains("cannot reach Kubernetes"), "{logs}");
+        assert!(!o.stdout.contains(&0x1b), "colour codes in {logs:?}");
+        assert!(
+            !o.stderr.contains(&0x1b),
+            "colour codes in {:?}",
+            stderr(&o)
+        );
+        if json {
+            for line in logs.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["level"], "ERROR", "{line}");
+            }
+        } else {
+            assert!(logs.contains("ERROR"), "{logs}");
+        }
+    }
+}
+
+/// Tests, benches and scripts never send AWS traffic off loopback: every test starts the
+/// binary through `support::binary()` (which disables the instance metadata service and sets a
+/// region and test credentials), every SDK configuration built in tests and benches names its
+/// region and credentials, and the scripts that run tests source `scripts/loopback-aws.sh`.
+#[test]
+fn tests_and_scripts_stay_on_loopback() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    for dir in ["tests", "tests/support", "benches"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rs") {
+                sources.push(p);
+            }
+        }
+    }
+    assert!(sources.len() > 10);
+    let spawn = concat!("CARGO_BIN_EXE", "_");
+    let sdk = concat!("aws_config::", "defaults(");
+    for p in &sources {
+        let text = std::fs::read_to_string(p).unwrap();
+        let name = p.strip_prefix(root).unwrap().display().to_string();
+        if name != "tests/support/mod.rs" {
+            assert!(
+                !text.contains(spawn),
+                "{name} starts the binary itself: use support::binary()"
+            );
+        }
+        for (at, _) in text.match_indices(sdk) {
+            let call = &text[at..];
+            let call = &call[..call.find(".load()").unwrap_or(call.len())];
+            assert!(
+                call.contains(".region(") && call.contains(".credentials_provider("),
+                "{name}: an SDK configuration without an explicit region and credentials"
+            );
+        }
+    }
+    for script in ["scripts/with-moto.sh", ".ci/run", "e2e/run.sh"] {
+        let text = std::fs::read_to_string(root.join(script)).unwrap();
+        assert!(
+            text.contains(". scripts/loopback-aws.sh"),
+            "{script} does not source scripts/loopback-aws.sh"
+        );
+    }
+    let env = std::fs::read_to_string(root.join("scripts/loopback-aws.sh")).unwrap();
+    assert!(env.contains("export AWS_EC2_METADATA_DISABLED=true"));
 }

@@ -46,16 +46,8 @@ fn iam_policy_matches_the_calls_made() {
     let needed: BTreeSet<String> = OPERATIONS
         .iter()
         // sts:GetCallerIdentity needs no permission.
-        .filter(|op| **op != "GetCallerIdentity")
-        .map(|op| {
-            let svc = match *op {
-                "GetQueueUrl" | "GetQueueAttributes" | "ListQueueTags" => "sqs",
-                "DescribeKey" | "GetKeyPolicy" | "ListGrants" => "kms",
-                "AssumeRole" => "sts",
-                _ => "iam",
-            };
-            format!("{svc}:{op}")
-        })
+        .filter(|(_, op)| *op != "GetCallerIdentity")
+        .map(|(svc, op)| sqs_access_operator::metrics::permission(svc, op))
         .collect();
     assert_eq!(granted, needed);
     // The policy itself is valid for our own engine.

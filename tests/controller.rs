@@ -259,6 +259,7 @@ async fn first_status(ctx: &Context) -> SqsAccessBindingStatus {
         }),
         oidc_issuer: ctx.facts.oidc_issuer.clone(),
         cluster_name: None,
+        pods: None,
     };
     let snap = ctx.source.snapshot(&input).await;
     let v = diagnose(&snap);

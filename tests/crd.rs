@@ -18,7 +18,7 @@ fn committed_crd_matches_the_code() {
 
 #[test]
 fn a_binding_as_users_write_it_parses() {
-    let b: SqsAccessBinding = serde_yaml::from_str(
+    let b: SqsAccessBinding = sqs_access_operator::yaml::from_str(
         r#"
 apiVersion: sqsaccess.io/v1alpha1
 kind: SqsAccessBinding
@@ -48,8 +48,8 @@ fn the_sample_bindings_are_valid() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let b: SqsAccessBinding =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let b: SqsAccessBinding = sqs_access_operator::yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         b.spec
             .binding
             .validate(&Default::default())

@@ -1,19 +1,20 @@
 //! Diagnosis behaviours beyond the example snapshots: undecidable evidence never becomes
 //! Denied, mistakes name their field, fixes merge per policy.
 
-use serde_yaml::Value;
+use serde_json::Value;
 use sqs_access_operator::diagnosis::{Outcome, ReasonCode, Snapshot, diagnose};
+use sqs_access_operator::yaml;
 
 fn load(name: &str) -> Value {
     let path = format!(
         "{}/examples/snapshots/{name}.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn snap(v: &Value) -> Snapshot {
-    Snapshot::from_yaml_str(&serde_yaml::to_string(v).unwrap()).unwrap()
+    Snapshot::from_yaml_str(&yaml::to_string(v).unwrap()).unwrap()
 }
 
 fn codes(s: &Snapshot) -> (Outcome, Vec<ReasonCode>) {
@@ -25,7 +26,7 @@ fn codes(s: &Snapshot) -> (Outcome, Vec<ReasonCode>) {
 fn unreadable_evidence_is_indeterminate_never_denied() {
     let mut v = load("healthy");
     v["kmsKey"] = Value::Null;
-    v["evidenceErrors"] = serde_yaml::from_str(
+    v["evidenceErrors"] = yaml::from_str(
         "[{item: kmsKey, kind: Unreadable, message: 'AccessDeniedException', permission: 'kms:DescribeKey'}]",
     )
     .unwrap();
@@ -38,7 +39,7 @@ fn unreadable_evidence_is_indeterminate_never_denied() {
     let mut v = load("healthy");
     v["role"] = Value::Null;
     v["evidenceErrors"] =
-        serde_yaml::from_str("[{item: role, kind: Unavailable, message: 'Throttling'}]").unwrap();
+        yaml::from_str("[{item: role, kind: Unavailable, message: 'Throttling'}]").unwrap();
     assert_eq!(
         codes(&snap(&v)),
         (Outcome::Indeterminate, vec![ReasonCode::AwsUnavailable])
@@ -49,7 +50,7 @@ fn unreadable_evidence_is_indeterminate_never_denied() {
 fn a_denied_layer_outranks_an_undecided_one() {
     // Network unknown (undecided queue policy) and no identity policy for a second action.
     let mut v = load("source-vpce-condition");
-    v["binding"]["spec"]["access"] = serde_yaml::from_str("[Send, Receive]").unwrap();
+    v["binding"]["spec"]["access"] = yaml::from_str("[Send, Receive]").unwrap();
     let (outcome, codes) = codes(&snap(&v));
     assert_eq!(outcome, Outcome::Denied);
     assert_eq!(codes[0], ReasonCode::IdentityPolicyDoesNotAllow);
@@ -59,14 +60,14 @@ fn a_denied_layer_outranks_an_undecided_one() {
 #[test]
 fn internet_path_decides_a_source_vpce_condition() {
     let mut v = load("source-vpce-condition");
-    v["network"] = serde_yaml::from_str("{path: Internet}").unwrap();
+    v["network"] = yaml::from_str("{path: Internet}").unwrap();
     assert_eq!(
         codes(&snap(&v)),
         (Outcome::Denied, vec![ReasonCode::ExplicitDenyInQueuePolicy])
     );
     let mut v = load("source-vpce-condition");
     v["binding"]["spec"]["vpcEndpointId"] = "vpce-0abc1234def567890".into();
-    v["network"] = serde_yaml::from_str(
+    v["network"] = yaml::from_str(
         "{path: VpcEndpoint, vpcEndpointId: vpce-0abc1234def567890, vpcEndpointPolicy: {Statement: [{Effect: Allow, Principal: '*', Action: '*', Resource: '*'}]}}",
     )
     .unwrap();
@@ -79,7 +80,7 @@ fn internet_path_decides_a_source_vpce_condition() {
 #[test]
 fn fixes_merge_into_one_statement_per_policy() {
     let mut v = load("identity-policy-missing");
-    v["binding"]["spec"]["access"] = serde_yaml::from_str("[Send, Receive]").unwrap();
+    v["binding"]["spec"]["access"] = yaml::from_str("[Send, Receive]").unwrap();
     let verdict = diagnose(&snap(&v));
     assert_eq!(verdict.reasons.len(), 4);
     assert_eq!(verdict.fixes.len(), 1, "{:#?}", verdict.fixes);
@@ -134,15 +135,14 @@ fn a_binding_cannot_use_another_namespaces_account() {
 fn snapshot_mistakes_name_the_field() {
     let mut v = load("healthy");
     v["role"]["inlinePolicies"][0]["document"] =
-        serde_yaml::from_str("{Statement: [{Effect: Permit, Action: 'sqs:*', Resource: '*'}]}")
-            .unwrap();
-    let e = Snapshot::from_yaml_str(&serde_yaml::to_string(&v).unwrap()).unwrap_err();
+        yaml::from_str("{Statement: [{Effect: Permit, Action: 'sqs:*', Resource: '*'}]}").unwrap();
+    let e = Snapshot::from_yaml_str(&yaml::to_string(&v).unwrap()).unwrap_err();
     assert!(e.path.starts_with("role.inlinePolicies[0].document"), "{e}");
     assert!(e.to_string().contains("Statement[0].Effect"), "{e}");
 
     let mut v = load("healthy");
-    v["binding"]["spec"]["access"] = serde_yaml::from_str("[Publish]").unwrap();
-    let e = Snapshot::from_yaml_str(&serde_yaml::to_string(&v).unwrap()).unwrap_err();
+    v["binding"]["spec"]["access"] = yaml::from_str("[Publish]").unwrap();
+    let e = Snapshot::from_yaml_str(&yaml::to_string(&v).unwrap()).unwrap_err();
     assert!(e.path.starts_with("binding.spec.access"), "{e}");
 
     let e = Snapshot::from_yaml_str("apiVersion: v9\nkind: AccessSnapshot\nbinding: {namespace: a, spec: {serviceAccountName: a, queue: q}}").unwrap_err();
@@ -187,11 +187,11 @@ fn the_kms_hop_carries_the_source_ip_but_no_endpoint_keys() {
     // A key policy that denies calls not made through the endpoint also denies SQS's calls on
     // the caller's behalf, whatever the caller's own request context says.
     let mut v = load("healthy");
-    v["requestContext"] = serde_yaml::from_str("{aws:SourceVpce: vpce-0abc1234def567890}").unwrap();
+    v["requestContext"] = yaml::from_str("{aws:SourceVpce: vpce-0abc1234def567890}").unwrap();
     v["kmsKey"]["policy"]["Statement"]
-        .as_sequence_mut()
+        .as_array_mut()
         .unwrap()
-        .push(serde_yaml::from_str("{Sid: OnlyThroughVpce, Effect: Deny, Principal: '*', Action: 'kms:*', Resource: '*', Condition: {StringNotEquals: {aws:SourceVpce: vpce-0abc1234def567890}}}").unwrap());
+        .push(yaml::from_str("{Sid: OnlyThroughVpce, Effect: Deny, Principal: '*', Action: 'kms:*', Resource: '*', Condition: {StringNotEquals: {aws:SourceVpce: vpce-0abc1234def567890}}}").unwrap());
     let verdict = diagnose(&snap(&v));
     assert_eq!(verdict.verdict, Outcome::Denied);
     assert!(
@@ -206,14 +206,14 @@ fn the_kms_hop_carries_the_source_ip_but_no_endpoint_keys() {
     // The caller's IP is preserved on that hop, so an IP guard in the identity policy holds.
     let mut v = load("healthy");
     v["binding"]["spec"]
-        .as_mapping_mut()
+        .as_object_mut()
         .unwrap()
         .remove("vpcEndpointId");
-    v["network"] = serde_yaml::from_str("{path: Internet, sourceIp: 203.0.113.10}").unwrap();
+    v["network"] = yaml::from_str("{path: Internet, sourceIp: 203.0.113.10}").unwrap();
     v["role"]["inlinePolicies"][0]["document"]["Statement"]
-        .as_sequence_mut()
+        .as_array_mut()
         .unwrap()
-        .push(serde_yaml::from_str("{Sid: OfficeOnly, Effect: Deny, Action: '*', Resource: '*', Condition: {NotIpAddress: {aws:SourceIp: 203.0.113.0/24}}}").unwrap());
+        .push(yaml::from_str("{Sid: OfficeOnly, Effect: Deny, Action: '*', Resource: '*', Condition: {NotIpAddress: {aws:SourceIp: 203.0.113.0/24}}}").unwrap());
     let verdict = diagnose(&snap(&v));
     assert!(
         !verdict
@@ -228,9 +228,9 @@ fn the_kms_hop_carries_the_source_ip_but_no_endpoint_keys() {
 #[test]
 fn list_queues_is_judged_in_the_roles_own_account() {
     let mut v = load("cross-account-queue-policy-missing");
-    v["binding"]["spec"]["access"] = Value::Sequence(vec![]);
-    v["binding"]["spec"]["actions"] = serde_yaml::from_str("[sqs:ListQueues]").unwrap();
-    v["role"]["inlinePolicies"] = serde_yaml::from_str(
+    v["binding"]["spec"]["access"] = Value::Array(vec![]);
+    v["binding"]["spec"]["actions"] = yaml::from_str("[sqs:ListQueues]").unwrap();
+    v["role"]["inlinePolicies"] = yaml::from_str(
         "[{name: list, document: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 'sqs:ListQueues', Resource: '*'}]}}]",
     )
     .unwrap();
@@ -243,7 +243,7 @@ fn list_queues_is_judged_in_the_roles_own_account() {
 #[test]
 fn an_unread_customer_key_policy_is_undecided_not_denied() {
     let mut v = load("healthy");
-    v["kmsKey"].as_mapping_mut().unwrap().remove("policy");
+    v["kmsKey"].as_object_mut().unwrap().remove("policy");
     let (outcome, codes) = codes(&snap(&v));
     assert_eq!(outcome, Outcome::Indeterminate);
     assert_eq!(codes, vec![ReasonCode::EvidenceUnreadable]);
@@ -252,7 +252,7 @@ fn an_unread_customer_key_policy_is_undecided_not_denied() {
 #[test]
 fn fixes_for_one_policy_never_share_a_sid() {
     let mut v = load("identity-policy-missing");
-    v["binding"]["spec"]["actions"] = serde_yaml::from_str("[sqs:ListQueues]").unwrap();
+    v["binding"]["spec"]["actions"] = yaml::from_str("[sqs:ListQueues]").unwrap();
     let verdict = diagnose(&snap(&v));
     let sids: Vec<&str> = verdict
         .fixes
@@ -264,4 +264,24 @@ fn fixes_for_one_policy_never_share_a_sid() {
     unique.dedup();
     assert_eq!(sids.len(), unique.len(), "{sids:?}");
     assert!(sids.len() >= 2);
+}
+
+#[test]
+fn an_irsa_trust_naming_another_accounts_provider_says_why_it_never_applies() {
+    let mut v = load("trust-policy-wrong-service-account");
+    let issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    let st = &mut v["role"]["trustPolicy"]["Statement"][0];
+    st["Principal"]["Federated"] =
+        Value::String(format!("arn:aws:iam::999999999999:oidc-provider/{issuer}"));
+    st["Condition"]["StringEquals"][format!("{issuer}:sub")] =
+        Value::String("system:serviceaccount:orders:producer".into());
+    let verdict = diagnose(&snap(&v));
+    assert_eq!(verdict.verdict, Outcome::Denied);
+    let r = &verdict.reasons[0];
+    assert_eq!(r.code, ReasonCode::TrustPolicyDoesNotAllowServiceAccount);
+    assert!(
+        r.message.contains("account 999999999999") && r.message.contains("account 111111111111"),
+        "{}",
+        r.message
+    );
 }

@@ -43,6 +43,14 @@ fn examples_match_their_expectations() {
         let snap = Snapshot::from_yaml_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let v = diagnose(&snap);
         let got_verdict = format!("{:?}", v.verdict);
+        // Snapshots with pods also state the workload condition's reason.
+        let want_workload = header(&text, "expect-workload");
+        let got_workload = v.workload.as_ref().map(|w| w.reason.as_str());
+        if want_workload != got_workload {
+            failures.push(format!(
+                "{name}: workload {got_workload:?}, expected {want_workload:?}"
+            ));
+        }
         let mut got: Vec<String> = v.reasons.iter().map(|r| r.code.as_str()).collect();
         got.sort();
         got.dedup();
@@ -72,4 +80,32 @@ fn examples_match_their_expectations() {
 fn the_embedded_default_is_an_example() {
     let name = sqs_access_operator::cli::diagnose::EMBEDDED_EXAMPLE_NAME;
     assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(name).exists());
+}
+
+/// A snapshot dumped (`diagnose --live --dump-snapshot FILE`) reads back as the same
+/// snapshot: the same dump again and the same verdict.
+#[test]
+fn examples_survive_a_dump_and_reload() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/snapshots");
+    let mut n = 0;
+    for e in fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let name = path.display();
+        let snap = Snapshot::from_yaml_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let dump = snap.to_yaml();
+        let again =
+            Snapshot::from_yaml_str(&dump).unwrap_or_else(|e| panic!("{name}: {e}\n{dump}"));
+        assert_eq!(again.to_yaml(), dump, "{name}");
+        let (a, b) = (diagnose(&snap), diagnose(&again));
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap(),
+            "{name}"
+        );
+        n += 1;
+    }
+    assert!(n >= 12);
 }

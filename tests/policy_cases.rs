@@ -30,6 +30,8 @@ struct Expect {
     sid: Option<String>,
     #[serde(default)]
     error_contains: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
 }
 
 fn check(case: &Case) -> Result<(), String> {
@@ -86,6 +88,11 @@ fn check(case: &Case) -> Result<(), String> {
             "no deciding statement with Sid {sid}: {}",
             detail()
         ));
+    }
+    if let Some(code) = &case.expect.note
+        && !resp.notes.iter().any(|n| n.code() == code)
+    {
+        return Err(format!("no note {code}: {}", detail()));
     }
     Ok(())
 }

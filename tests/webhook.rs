@@ -111,6 +111,48 @@ async fn a_working_binding_is_admitted() {
     assert!(warnings(&r).is_empty());
 }
 
+/// A fixture with its binding's service account (and queue) replaced.
+fn fixture_for(name: &str, service_account: &str, queue: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture(name)).unwrap();
+    v["request"]["object"]["spec"]["serviceAccountName"] = service_account.into();
+    v["request"]["object"]["spec"]["queue"] = queue.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn a_pod_identity_binding_is_judged_by_its_association_in_enforce_mode() {
+    // No IRSA annotation, a working Pod Identity association: admitted (it was rejected as
+    // ServiceAccountHasNoRole before Pod Identity was known).
+    let queue = "arn:aws:sqs:us-east-1:111111111111:orders";
+    let (status, body) = post(
+        enforce(),
+        fixture_for("create-allowed.json", "pi-producer", queue),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let r: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    // A Pod Identity trust without sts:TagSession: rejected, naming the reason and the fix.
+    let (_, body) = post(
+        enforce(),
+        fixture_for("create-allowed.json", "pi-no-tagsession", queue),
+        "application/json",
+    )
+    .await;
+    let r: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    let m = message(&r["response"]);
+    assert!(
+        m.contains("PodIdentityTrustPolicyDoesNotAllow [trustPolicy]"),
+        "{m}"
+    );
+    assert!(
+        m.contains("sts:TagSession") && m.contains("pods.eks.amazonaws.com"),
+        "{m}"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_binding_is_rejected_with_reason_layer_and_fix() {
     let r = review(enforce(), "create-denied.json").await;

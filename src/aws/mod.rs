@@ -2,8 +2,13 @@
 //! coalesced, with per-service concurrency limits, timeouts, retries and classified errors.
 //! This is the only module that knows the SDK; everything else sees [`SnapshotSource`].
 
+mod eks;
 pub mod error;
+pub mod events;
+mod iam;
+mod kms;
 pub mod source;
+mod sqs;
 
 use futures::future::BoxFuture;
 
@@ -23,6 +28,8 @@ pub struct SnapshotInput {
     pub service_account: Option<ServiceAccountEvidence>,
     pub oidc_issuer: Option<String>,
     pub cluster_name: Option<String>,
+    /// The pods that run as the service account; `None`: not read.
+    pub pods: Option<Vec<crate::diagnosis::snapshot::PodEvidence>>,
 }
 
 /// Something that can complete a snapshot: AWS itself, or a fake in tests.
@@ -30,4 +37,6 @@ pub trait SnapshotSource: Send + Sync {
     fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot>;
     /// Which queue URLs this installation accepts (the configured endpoint, the region).
     fn spec_options(&self) -> SpecOptions;
+    /// Forgets what was cached of a document that changed in AWS.
+    fn invalidate(&self, _doc: &crate::changes::DocRef) {}
 }

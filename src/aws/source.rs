@@ -11,18 +11,20 @@ use aws_config::{BehaviorVersion, Region as SdkRegion, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use moka::future::Cache;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::error::{FetchError, classify};
 use super::{SnapshotInput, SnapshotSource};
+use crate::changes::DocRef;
 use crate::config::Config;
-use crate::diagnosis::check::{ROLE_ARN_ANNOTATION, normalize_issuer};
+use crate::diagnosis::check::normalize_issuer;
+use crate::diagnosis::credentials::{RoleSource, role_source};
 use crate::diagnosis::snapshot::{
-    BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, GrantConstraints,
-    GrantEvidence, KeyManager, KmsKeyEvidence, NamedDocument, NetworkEvidence, NetworkPath,
-    OidcProviderEvidence, QueueEvidence, RoleEvidence, Snapshot,
+    BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, KeyManager,
+    KmsKeyEvidence, NetworkEvidence, NetworkPath, PodIdentityAssociationEvidence, QueueEvidence,
+    RoleEvidence, Snapshot,
 };
 use crate::diagnosis::spec::SpecOptions;
 use crate::ids::{AccountId, QueueArn, Region, RoleArn};
@@ -30,13 +32,13 @@ use crate::metrics::Metrics;
 
 /// A document as the cache keeps it: found, known absent, or not readable by us.
 #[derive(Debug, Clone)]
-enum Fetched<T> {
+pub(super) enum Fetched<T> {
     Found(T),
     NotFound,
     Denied { permission: String, message: String },
 }
 
-fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
+pub(super) fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
     match r {
         Ok(v) => Ok(Fetched::Found(v)),
         Err(FetchError::NotFound) => Ok(Fetched::NotFound),
@@ -52,10 +54,11 @@ fn fetched<T>(r: Result<T, FetchError>) -> Result<Fetched<T>, FetchError> {
 }
 
 #[derive(Clone, Copy)]
-enum Svc {
+pub(super) enum Svc {
     Iam,
     Sqs,
     Kms,
+    Eks,
 }
 
 impl Svc {
@@ -64,6 +67,7 @@ impl Svc {
             Svc::Iam => "iam",
             Svc::Sqs => "sqs",
             Svc::Kms => "kms",
+            Svc::Eks => "eks",
         }
     }
 }
@@ -71,47 +75,54 @@ impl Svc {
 /// Clients are per reader account (`None`: the operator's own credentials) and region.
 type ClientKey = (Option<AccountId>, String);
 
-struct Clients {
-    iam: aws_sdk_iam::Client,
-    sqs: aws_sdk_sqs::Client,
-    kms: aws_sdk_kms::Client,
+pub(super) struct Clients {
+    pub(super) iam: aws_sdk_iam::Client,
+    pub(super) sqs: aws_sdk_sqs::Client,
+    pub(super) kms: aws_sdk_kms::Client,
+    pub(super) eks: aws_sdk_eks::Client,
+}
+
+/// The Pod Identity associations of one service account in one cluster.
+pub(super) type AssociationKey = (String, String, String, String);
+
+#[derive(Debug, Clone)]
+pub(super) struct ProviderList {
+    pub(super) arns: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-struct ProviderList {
-    arns: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-struct ProviderDetail {
-    url: String,
-    client_ids: Vec<String>,
+pub(super) struct ProviderDetail {
+    pub(super) url: String,
+    pub(super) client_ids: Vec<String>,
 }
 
 /// Reads snapshots from AWS.
 #[derive(Clone)]
 pub struct AwsSource {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    base: SdkConfig,
-    cfg: Config,
-    home_region: Region,
+pub(super) struct Inner {
+    pub(super) base: SdkConfig,
+    pub(super) cfg: Config,
+    pub(super) home_region: Region,
     /// The account of the operator's own credentials (sts:GetCallerIdentity, asked once).
-    home_account: tokio::sync::OnceCell<Option<AccountId>>,
-    clients: Mutex<HashMap<ClientKey, Arc<Clients>>>,
-    iam_limit: Semaphore,
-    sqs_limit: Semaphore,
-    kms_limit: Semaphore,
-    metrics: Metrics,
-    spec_opts: SpecOptions,
-    roles: Cache<RoleArn, Arc<Fetched<RoleEvidence>>>,
-    policies: Cache<(AccountId, String), Arc<Fetched<Document>>>,
-    providers: Cache<AccountId, Arc<Fetched<ProviderList>>>,
-    provider_details: Cache<String, Arc<Fetched<ProviderDetail>>>,
-    queues: Cache<QueueArn, Arc<Fetched<QueueEvidence>>>,
-    keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
+    pub(super) home_account: tokio::sync::OnceCell<Option<AccountId>>,
+    pub(super) clients: Mutex<HashMap<ClientKey, Arc<Clients>>>,
+    pub(super) iam_limit: Semaphore,
+    pub(super) sqs_limit: Semaphore,
+    pub(super) kms_limit: Semaphore,
+    pub(super) eks_limit: Semaphore,
+    pub(super) metrics: Metrics,
+    pub(super) spec_opts: SpecOptions,
+    pub(super) roles: Cache<RoleArn, Arc<Fetched<RoleEvidence>>>,
+    pub(super) policies: Cache<(AccountId, String), Arc<Fetched<Document>>>,
+    pub(super) providers: Cache<AccountId, Arc<Fetched<ProviderList>>>,
+    pub(super) provider_details: Cache<String, Arc<Fetched<ProviderDetail>>>,
+    pub(super) queues: Cache<QueueArn, Arc<Fetched<QueueEvidence>>>,
+    pub(super) keys: Cache<String, Arc<Fetched<KmsKeyEvidence>>>,
+    pub(super) associations:
+        Cache<AssociationKey, Arc<Fetched<Vec<PodIdentityAssociationEvidence>>>>,
 }
 
 impl AwsSource {
@@ -163,12 +174,18 @@ impl AwsSource {
             K: std::hash::Hash + Eq + Send + Sync + 'static,
             V: Clone + Send + Sync + 'static,
         {
-            Cache::builder().max_capacity(cap).time_to_live(ttl).build()
+            // Invalidation closures: a change event drops exactly the entries it touches.
+            Cache::builder()
+                .max_capacity(cap)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build()
         }
         let inner = Inner {
             iam_limit: Semaphore::new(cfg.aws.concurrency.iam.max(1)),
             sqs_limit: Semaphore::new(cfg.aws.concurrency.sqs.max(1)),
             kms_limit: Semaphore::new(cfg.aws.concurrency.kms.max(1)),
+            eks_limit: Semaphore::new(cfg.aws.concurrency.eks.max(1)),
             spec_opts: SpecOptions {
                 extra_queue_hosts,
                 region: Some(home_region.clone()),
@@ -179,6 +196,7 @@ impl AwsSource {
             provider_details: cache(1_000, ttl),
             queues: cache(10_000, ttl),
             keys: cache(10_000, ttl),
+            associations: cache(10_000, ttl),
             clients: Mutex::new(HashMap::new()),
             home_account: tokio::sync::OnceCell::new(),
             home_region,
@@ -195,6 +213,110 @@ impl AwsSource {
         &self.inner.metrics
     }
 
+    /// Forgets the cached documents a change touched (and what was built from them: a role's
+    /// entry holds its managed policies). Reads of other documents stay cached.
+    pub fn invalidate(&self, doc: &DocRef) {
+        let i = &self.inner;
+        // `invalidate_entries_if` only fails when closures were not enabled at build time.
+        let r = match doc {
+            DocRef::Role { account, name } => {
+                let (account, name) = (account.clone(), name.clone());
+                i.roles
+                    .invalidate_entries_if(move |k, _| {
+                        k.account().as_str() == account && k.name() == name
+                    })
+                    .map(drop)
+            }
+            DocRef::ManagedPolicy { arn } => {
+                let a = arn.clone();
+                let _ = i.policies.invalidate_entries_if(move |k, _| k.1 == a);
+                let a = arn.clone();
+                i.roles
+                    .invalidate_entries_if(move |_, v| match &**v {
+                        Fetched::Found(r) => r
+                            .managed_policies
+                            .iter()
+                            .chain(&r.permissions_boundary)
+                            .any(|p| p.arn.as_deref() == Some(a.as_str())),
+                        _ => false,
+                    })
+                    .map(drop)
+            }
+            DocRef::OidcProviders { account } => {
+                if let Ok(a) = AccountId::parse(account) {
+                    i.providers.invalidate_entries_if(move |k, _| *k == a).ok();
+                }
+                let needle = format!(":{account}:");
+                i.provider_details
+                    .invalidate_entries_if(move |k, _| k.contains(&needle))
+                    .map(drop)
+            }
+            DocRef::Queue {
+                account,
+                region,
+                name,
+            } => {
+                let (account, region, name) = (account.clone(), region.clone(), name.clone());
+                i.queues
+                    .invalidate_entries_if(move |k, _| {
+                        k.account().as_str() == account
+                            && k.region().as_str() == region
+                            && k.name() == name
+                    })
+                    .map(drop)
+            }
+            DocRef::Key { key_id } => {
+                let suffix = format!("key/{key_id}");
+                i.keys
+                    .invalidate_entries_if(move |k, v| {
+                        k.ends_with(&suffix)
+                            || matches!(&**v, Fetched::Found(key) if key.arn.ends_with(&suffix))
+                    })
+                    .map(drop)
+            }
+            DocRef::KeyAlias {
+                account,
+                region,
+                alias,
+            } => {
+                let suffix = format!("{region}:{account}:{alias}");
+                i.keys
+                    .invalidate_entries_if(move |k, _| k.ends_with(&suffix))
+                    .map(drop)
+            }
+            DocRef::Associations {
+                cluster,
+                namespace,
+                service_account,
+            } => {
+                let (c, n, sa) = (cluster.clone(), namespace.clone(), service_account.clone());
+                i.associations
+                    .invalidate_entries_if(move |k, _| k.0 == c && k.2 == n && k.3 == sa)
+                    .map(drop)
+            }
+            DocRef::Association { cluster, id } => {
+                let (c, id) = (cluster.clone(), id.clone());
+                i.associations
+                    .invalidate_entries_if(move |k, v| {
+                        k.0 == c
+                            && match &**v {
+                                Fetched::Found(list) => list
+                                    .iter()
+                                    .any(|a| a.association_id.as_deref() == Some(id.as_str())),
+                                _ => false,
+                            }
+                    })
+                    .map(drop)
+            }
+            // Read from the configuration today: nothing cached to drop.
+            DocRef::Account { .. } | DocRef::Organization | DocRef::VpcEndpoint { .. } => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cache invalidation failed; dropping everything");
+            self.invalidate_all();
+        }
+    }
+
     /// Forgets every cached document.
     pub fn invalidate_all(&self) {
         let i = &self.inner;
@@ -204,14 +326,24 @@ impl AwsSource {
         i.provider_details.invalidate_all();
         i.queues.invalidate_all();
         i.keys.invalidate_all();
+        i.associations.invalidate_all();
     }
 }
 
 impl Inner {
     /// Clients for an account (through its reader role, when one is configured) and region.
-    async fn clients(&self, account: &AccountId, region: &Region) -> Arc<Clients> {
-        let reader = self.cfg.aws.reader_roles.get(account);
-        let key = (reader.map(|_| account.clone()), region.to_string());
+    pub(super) async fn clients(&self, account: &AccountId, region: &Region) -> Arc<Clients> {
+        self.clients_as(Some(account), region).await
+    }
+
+    /// Clients for an account (`None`: the operator's own credentials) and region.
+    pub(super) async fn clients_as(
+        &self,
+        account: Option<&AccountId>,
+        region: &Region,
+    ) -> Arc<Clients> {
+        let reader = account.and_then(|a| self.cfg.aws.reader_roles.get(a).map(|r| (a, r)));
+        let key = (reader.map(|(a, _)| a.clone()), region.to_string());
         let mut map = self.clients.lock().await;
         if let Some(c) = map.get(&key) {
             return c.clone();
@@ -221,7 +353,7 @@ impl Inner {
             .to_builder()
             .region(SdkRegion::new(region.to_string()))
             .build();
-        if let Some(role) = reader {
+        if let Some((_, role)) = reader {
             let provider = aws_config::sts::AssumeRoleProvider::builder(role.as_str())
                 .session_name("sqs-access-operator")
                 .configure(&self.base)
@@ -238,6 +370,7 @@ impl Inner {
             iam: aws_sdk_iam::Client::new(&conf),
             sqs: aws_sdk_sqs::Client::new(&conf),
             kms: aws_sdk_kms::Client::new(&conf),
+            eks: aws_sdk_eks::Client::new(&conf),
         });
         // Regions come from user specs: keep the map bounded.
         if map.len() >= 64 {
@@ -249,12 +382,16 @@ impl Inner {
 
     /// Whether the operator reads `account` with that account's own credentials (a reader role,
     /// or its home account), so that SQS's "does not exist" can be believed.
-    async fn reads_as_owner(&self, account: &AccountId) -> bool {
+    pub(super) async fn reads_as_owner(&self, account: &AccountId) -> bool {
         if self.cfg.aws.reader_roles.contains_key(account) {
             return true;
         }
-        let home = self
-            .home_account
+        self.home_account().await.as_ref() == Some(account)
+    }
+
+    /// The account of the operator's own credentials (asked once).
+    pub(super) async fn home_account(&self) -> Option<AccountId> {
+        self.home_account
             .get_or_init(|| async {
                 let sts = aws_sdk_sts::Client::new(&self.base);
                 let out = tokio::time::timeout(
@@ -272,13 +409,13 @@ impl Inner {
                     _ => None,
                 }
             })
-            .await;
-        home.as_ref() == Some(account)
+            .await
+            .clone()
     }
 
     /// One AWS call: under the service's concurrency limit, with a deadline, classified and
     /// counted.
-    async fn call<T, E>(
+    pub(super) async fn call<T, E>(
         &self,
         svc: Svc,
         op: &'static str,
@@ -292,11 +429,28 @@ impl Inner {
             Svc::Iam => &self.iam_limit,
             Svc::Sqs => &self.sqs_limit,
             Svc::Kms => &self.kms_limit,
+            Svc::Eks => &self.eks_limit,
         };
         let _permit = limit.acquire().await.expect("semaphores are never closed");
         // Retries happen inside the SDK; this deadline bounds all of them together.
         let deadline =
             self.cfg.aws.call_timeout * self.cfg.aws.max_attempts.max(1) + Duration::from_secs(1);
+        self.observe(svc, op, permission, deadline, fut).await
+    }
+
+    /// One AWS call with its own deadline and outside the concurrency limits (a long poll):
+    /// classified and counted like the others.
+    pub(super) async fn observe<T, E>(
+        &self,
+        svc: Svc,
+        op: &'static str,
+        permission: &str,
+        deadline: Duration,
+        fut: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, FetchError>
+    where
+        E: ProvideErrorMetadata + std::fmt::Debug,
+    {
         let result = match tokio::time::timeout(deadline, fut).await {
             Err(_) => Err(FetchError::Unavailable {
                 message: format!("{op} did not answer within {deadline:?}"),
@@ -315,7 +469,7 @@ impl Inner {
         result
     }
 
-    async fn cached<K, V, Fut>(
+    pub(super) async fn cached<K, V, Fut>(
         &self,
         cache: &Cache<K, Arc<Fetched<V>>>,
         kind: &'static str,
@@ -366,474 +520,6 @@ impl Inner {
         }
     }
 
-    // ---- IAM ----
-
-    async fn role(&self, role: &RoleArn) -> Result<Option<RoleEvidence>, FetchError> {
-        self.cached(&self.roles, "role", role.clone(), || async {
-            fetched(self.fetch_role(role).await)
-        })
-        .await
-    }
-
-    async fn fetch_role(&self, role: &RoleArn) -> Result<RoleEvidence, FetchError> {
-        let c = self.clients(role.account(), &self.home_region).await;
-        let name = role.name();
-        let out = self
-            .call(
-                Svc::Iam,
-                "GetRole",
-                "iam:GetRole",
-                c.iam.get_role().role_name(name).send(),
-            )
-            .await?;
-        let r = out.role().ok_or_else(|| FetchError::Unavailable {
-            message: "GetRole answered without a role".into(),
-        })?;
-        let trust_policy = r
-            .assume_role_policy_document()
-            .map(|d| parse_doc(d, "the trust policy"))
-            .transpose()?;
-        let tags = r
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        let boundary_arn = r
-            .permissions_boundary()
-            .and_then(|b| b.permissions_boundary_arn())
-            .map(str::to_string);
-
-        let names: Vec<String> = self
-            .call(
-                Svc::Iam,
-                "ListRolePolicies",
-                "iam:ListRolePolicies",
-                c.iam
-                    .list_role_policies()
-                    .role_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?;
-        let c = &c;
-        let inline = join_all(names.iter().map(|p| async move {
-            let out = self
-                .call(
-                    Svc::Iam,
-                    "GetRolePolicy",
-                    "iam:GetRolePolicy",
-                    c.iam
-                        .get_role_policy()
-                        .role_name(name)
-                        .policy_name(p)
-                        .send(),
-                )
-                .await?;
-            Ok::<_, FetchError>(NamedDocument {
-                name: Some(p.clone()),
-                arn: None,
-                document: parse_doc(out.policy_document(), &format!("inline policy {p}"))?,
-            })
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-
-        let attached = self
-            .call(
-                Svc::Iam,
-                "ListAttachedRolePolicies",
-                "iam:ListAttachedRolePolicies",
-                c.iam
-                    .list_attached_role_policies()
-                    .role_name(name)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?;
-        let managed = join_all(attached.iter().map(|a| async move {
-            let arn = a.policy_arn().unwrap_or_default().to_string();
-            let doc = self.managed_policy(role.account(), &arn).await?;
-            Ok::<_, FetchError>(NamedDocument {
-                name: a.policy_name().map(str::to_string),
-                arn: Some(arn),
-                document: doc,
-            })
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-
-        let permissions_boundary = match boundary_arn {
-            Some(arn) => Some(NamedDocument {
-                name: arn.rsplit('/').next().map(str::to_string),
-                document: self.managed_policy(role.account(), &arn).await?,
-                arn: Some(arn),
-            }),
-            None => None,
-        };
-        Ok(RoleEvidence {
-            arn: role.to_string(),
-            found: true,
-            trust_policy,
-            inline_policies: inline,
-            managed_policies: managed,
-            permissions_boundary,
-            tags,
-        })
-    }
-
-    /// A managed policy's default version, shared between the roles that attach it.
-    async fn managed_policy(&self, account: &AccountId, arn: &str) -> Result<Document, FetchError> {
-        let got = self
-            .cached(
-                &self.policies,
-                "policy",
-                (account.clone(), arn.to_string()),
-                || async { fetched(self.fetch_managed_policy(account, arn).await) },
-            )
-            .await?;
-        got.ok_or_else(|| FetchError::Unavailable {
-            message: format!("policy {arn} is attached but was not found"),
-        })
-    }
-
-    async fn fetch_managed_policy(
-        &self,
-        account: &AccountId,
-        arn: &str,
-    ) -> Result<Document, FetchError> {
-        let c = self.clients(account, &self.home_region).await;
-        let p = self
-            .call(
-                Svc::Iam,
-                "GetPolicy",
-                "iam:GetPolicy",
-                c.iam.get_policy().policy_arn(arn).send(),
-            )
-            .await?;
-        let version = p
-            .policy()
-            .and_then(|p| p.default_version_id())
-            .ok_or_else(|| FetchError::Unavailable {
-                message: format!("GetPolicy for {arn} named no default version"),
-            })?
-            .to_string();
-        let v = self
-            .call(
-                Svc::Iam,
-                "GetPolicyVersion",
-                "iam:GetPolicyVersion",
-                c.iam
-                    .get_policy_version()
-                    .policy_arn(arn)
-                    .version_id(&version)
-                    .send(),
-            )
-            .await?;
-        let doc = v
-            .policy_version()
-            .and_then(|v| v.document())
-            .ok_or_else(|| FetchError::Unavailable {
-                message: format!("GetPolicyVersion for {arn} returned no document"),
-            })?;
-        parse_doc(doc, &format!("policy {arn}"))
-    }
-
-    async fn providers(
-        &self,
-        account: &AccountId,
-        issuer: &str,
-    ) -> Result<Vec<OidcProviderEvidence>, FetchError> {
-        let list = self
-            .cached(
-                &self.providers,
-                "oidcProviders",
-                account.clone(),
-                || async {
-                    let c = self.clients(account, &self.home_region).await;
-                    fetched(
-                        self.call(
-                            Svc::Iam,
-                            "ListOpenIDConnectProviders",
-                            "iam:ListOpenIDConnectProviders",
-                            c.iam.list_open_id_connect_providers().send(),
-                        )
-                        .await
-                        .map(|o| ProviderList {
-                            arns: o
-                                .open_id_connect_provider_list()
-                                .iter()
-                                .filter_map(|p| p.arn().map(str::to_string))
-                                .collect(),
-                        }),
-                    )
-                },
-            )
-            .await?;
-        let list = list.unwrap_or(ProviderList { arns: vec![] });
-        let mut out = Vec::new();
-        for arn in &list.arns {
-            let url = arn
-                .split_once(":oidc-provider/")
-                .map(|(_, u)| u.to_string())
-                .unwrap_or_default();
-            if normalize_issuer(&url) != issuer {
-                out.push(OidcProviderEvidence {
-                    url,
-                    client_ids: vec![],
-                    arn: Some(arn.clone()),
-                });
-                continue;
-            }
-            // Only the provider for this cluster's issuer needs its details.
-            let detail = self
-                .cached(
-                    &self.provider_details,
-                    "oidcProvider",
-                    arn.clone(),
-                    || async {
-                        let c = self.clients(account, &self.home_region).await;
-                        fetched(
-                            self.call(
-                                Svc::Iam,
-                                "GetOpenIDConnectProvider",
-                                "iam:GetOpenIDConnectProvider",
-                                c.iam
-                                    .get_open_id_connect_provider()
-                                    .open_id_connect_provider_arn(arn)
-                                    .send(),
-                            )
-                            .await
-                            .map(|o| ProviderDetail {
-                                url: o.url().unwrap_or(&url).to_string(),
-                                client_ids: o.client_id_list().to_vec(),
-                            }),
-                        )
-                    },
-                )
-                .await?;
-            if let Some(d) = detail {
-                out.push(OidcProviderEvidence {
-                    url: d.url,
-                    client_ids: d.client_ids,
-                    arn: Some(arn.clone()),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    // ---- SQS ----
-
-    async fn queue(&self, q: &QueueArn) -> Result<Option<QueueEvidence>, FetchError> {
-        self.cached(&self.queues, "queue", q.clone(), || async {
-            fetched(self.fetch_queue(q).await)
-        })
-        .await
-    }
-
-    async fn fetch_queue(&self, q: &QueueArn) -> Result<QueueEvidence, FetchError> {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let c = self.clients(q.account(), q.region()).await;
-        // The URL comes from SQS itself, never from user input.
-        let url = self
-            .call(
-                Svc::Sqs,
-                "GetQueueUrl",
-                "sqs:GetQueueUrl",
-                c.sqs
-                    .get_queue_url()
-                    .queue_name(q.name())
-                    .queue_owner_aws_account_id(q.account().as_str())
-                    .send(),
-            )
-            .await;
-        let url = match url {
-            Ok(out) => out
-                .queue_url()
-                .map(str::to_string)
-                .ok_or(FetchError::NotFound),
-            Err(e) => Err(e),
-        };
-        let url = match url {
-            Ok(u) => u,
-            // SQS says QueueDoesNotExist both for a missing queue and for one the caller may
-            // not see; only a reader in the queue's own account can tell them apart.
-            Err(FetchError::NotFound) if !self.reads_as_owner(q.account()).await => {
-                return Err(FetchError::Denied {
-                    permission: "sqs:GetQueueUrl".into(),
-                    message: format!(
-                        "SQS answers QueueDoesNotExist both for a missing queue and for one the operator may not see; configure aws.readerRoles for account {} to tell them apart",
-                        q.account()
-                    ),
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let out = self
-            .call(
-                Svc::Sqs,
-                "GetQueueAttributes",
-                "sqs:GetQueueAttributes",
-                c.sqs
-                    .get_queue_attributes()
-                    .queue_url(&url)
-                    .attribute_names(A::Policy)
-                    .attribute_names(A::KmsMasterKeyId)
-                    .attribute_names(A::SqsManagedSseEnabled)
-                    .attribute_names(A::QueueArn)
-                    .send(),
-            )
-            .await?;
-        let attrs = out.attributes().cloned().unwrap_or_default();
-        let policy = attrs
-            .get(&A::Policy)
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| parse_doc(p, "the queue policy"))
-            .transpose()?;
-        // Tags are optional evidence: without them aws:ResourceTag/* stays unknown.
-        let tags = self
-            .call(
-                Svc::Sqs,
-                "ListQueueTags",
-                "sqs:ListQueueTags",
-                c.sqs.list_queue_tags().queue_url(&url).send(),
-            )
-            .await
-            .ok()
-            .map(|t| t.tags().cloned().unwrap_or_default().into_iter().collect());
-        Ok(QueueEvidence {
-            arn: Some(
-                attrs
-                    .get(&A::QueueArn)
-                    .cloned()
-                    .unwrap_or_else(|| q.to_string()),
-            ),
-            url: Some(url),
-            found: true,
-            policy,
-            kms_master_key_id: attrs
-                .get(&A::KmsMasterKeyId)
-                .cloned()
-                .filter(|k| !k.is_empty()),
-            sqs_managed_sse_enabled: attrs.get(&A::SqsManagedSseEnabled).map(|v| v == "true"),
-            tags,
-        })
-    }
-
-    // ---- KMS ----
-
-    async fn key(
-        &self,
-        key_ref: &str,
-        account: &AccountId,
-        region: &Region,
-    ) -> Result<Option<KmsKeyEvidence>, FetchError> {
-        self.cached(&self.keys, "kmsKey", key_ref.to_string(), || async {
-            fetched(self.fetch_key(key_ref, account, region).await)
-        })
-        .await
-    }
-
-    async fn fetch_key(
-        &self,
-        key_ref: &str,
-        account: &AccountId,
-        region: &Region,
-    ) -> Result<KmsKeyEvidence, FetchError> {
-        let c = self.clients(account, region).await;
-        let d = self
-            .call(
-                Svc::Kms,
-                "DescribeKey",
-                "kms:DescribeKey",
-                c.kms.describe_key().key_id(key_ref).send(),
-            )
-            .await?;
-        let m = d.key_metadata().ok_or_else(|| FetchError::Unavailable {
-            message: "DescribeKey answered without key metadata".into(),
-        })?;
-        let arn = m.arn().unwrap_or(key_ref).to_string();
-        let key_manager = match m.key_manager().map(|k| k.as_str()) {
-            Some("AWS") => KeyManager::Aws,
-            _ => KeyManager::Customer,
-        };
-        let key_state = m
-            .key_state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "Enabled".into());
-        let policy = self
-            .call(
-                Svc::Kms,
-                "GetKeyPolicy",
-                "kms:GetKeyPolicy",
-                c.kms
-                    .get_key_policy()
-                    .key_id(&arn)
-                    .policy_name("default")
-                    .send(),
-            )
-            .await?
-            .policy()
-            .map(|p| parse_doc(p, "the key policy"))
-            .transpose()?;
-        let grants = self
-            .call(
-                Svc::Kms,
-                "ListGrants",
-                "kms:ListGrants",
-                c.kms
-                    .list_grants()
-                    .key_id(&arn)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>(),
-            )
-            .await?
-            .into_iter()
-            .filter_map(|g| {
-                Some(GrantEvidence {
-                    grant_id: g.grant_id().map(str::to_string),
-                    name: g.name().map(str::to_string).filter(|n| !n.is_empty()),
-                    grantee_principal: g.grantee_principal()?.to_string(),
-                    operations: g
-                        .operations()
-                        .iter()
-                        .map(|o| o.as_str().to_string())
-                        .collect(),
-                    constraints: g.constraints().map(|c| GrantConstraints {
-                        encryption_context_subset: c
-                            .encryption_context_subset()
-                            .map(|m| m.clone().into_iter().collect()),
-                        encryption_context_equals: c
-                            .encryption_context_equals()
-                            .map(|m| m.clone().into_iter().collect()),
-                    }),
-                })
-            })
-            .collect();
-        let aliases = if key_ref.contains(":alias/") || key_ref.starts_with("alias/") {
-            vec![key_ref.rsplit(':').next().unwrap_or(key_ref).to_string()]
-        } else {
-            vec![]
-        };
-        Ok(KmsKeyEvidence {
-            arn,
-            found: true,
-            aliases,
-            key_manager,
-            key_state,
-            policy: policy.or_else(|| None),
-            grants,
-        })
-    }
-
     // ---- assembly ----
 
     async fn build(&self, input: &SnapshotInput) -> Snapshot {
@@ -851,14 +537,17 @@ impl Inner {
             service_account: input.service_account.clone(),
             cluster: ClusterEvidence {
                 oidc_issuer: input.oidc_issuer.clone(),
-                name: input.cluster_name.clone(),
+                ..Default::default()
             },
+            pod_identity_associations: None,
             role: None,
+            target_role: None,
             oidc_providers: None,
             queue: None,
             kms_key: None,
             organization: self.cfg.organization.clone(),
             network: None,
+            pods: input.pods.clone(),
             request_context: Default::default(),
             evidence_errors: vec![],
         };
@@ -884,12 +573,54 @@ impl Inner {
                 },
             });
         }
-        let role_arn = input
-            .service_account
-            .as_ref()
-            .filter(|sa| sa.found)
-            .and_then(|sa| sa.annotations.get(ROLE_ARN_ANNOTATION))
-            .and_then(|a| RoleArn::parse(a).ok());
+        let mut errors = Vec::new();
+        // Which role the service account gets: a Pod Identity association wins over the IRSA
+        // annotation, as in EKS, so the associations are read first.
+        let sa = input.service_account.as_ref().filter(|sa| sa.found);
+        snap.cluster = self.cluster(input).await;
+        if let (Some(_), Some(name)) = (sa, snap.cluster.name.clone()) {
+            let region = snap
+                .cluster
+                .region
+                .as_deref()
+                .and_then(|r| Region::parse(r).ok())
+                .unwrap_or_else(|| self.home_region.clone());
+            match self
+                .associations(&name, &region, &input.namespace, &spec.service_account)
+                .await
+            {
+                Ok(Some(list)) => snap.pod_identity_associations = Some(list),
+                Ok(None) => errors.push(EvidenceError {
+                    item: "podIdentityAssociations".into(),
+                    kind: EvidenceErrorKind::Unreadable,
+                    message: format!(
+                        "EKS cluster {name} was not found in {region}: check cluster.name and cluster.region"
+                    ),
+                    permission: None,
+                }),
+                Err(e) => errors.push(evidence_error("podIdentityAssociations", &e)),
+            }
+        }
+        let source = sa.map(|sa| {
+            role_source(
+                &input.namespace,
+                &spec.service_account,
+                &sa.annotations,
+                snap.pod_identity_associations.as_deref(),
+            )
+        });
+        let (role_arn, target_arn, irsa) = match source {
+            Some(RoleSource::Irsa { role_arn }) => (RoleArn::parse(role_arn).ok(), None, true),
+            Some(RoleSource::PodIdentity { association, .. }) => (
+                RoleArn::parse(&association.role_arn).ok(),
+                association
+                    .target_role_arn
+                    .as_deref()
+                    .and_then(|t| RoleArn::parse(t).ok()),
+                false,
+            ),
+            _ => (None, None, false),
+        };
         let issuer = input.oidc_issuer.as_deref().map(normalize_issuer);
         let role_fut = async {
             match &role_arn {
@@ -897,30 +628,41 @@ impl Inner {
                 None => None,
             }
         };
+        let target_fut = async {
+            match &target_arn {
+                Some(r) => Some(self.role(r).await),
+                None => None,
+            }
+        };
         let providers_fut = async {
             match (&role_arn, &issuer) {
-                (Some(r), Some(i)) => Some(self.providers(r.account(), i).await),
+                (Some(r), Some(i)) if irsa => Some(self.providers(r.account(), i).await),
                 _ => None,
             }
         };
         let queue_fut = self.queue(&spec.queue.arn);
-        let (role, providers, queue) = tokio::join!(role_fut, providers_fut, queue_fut);
-        let mut errors = Vec::new();
-        match role {
-            Some(Ok(Some(r))) => snap.role = Some(r),
-            Some(Ok(None)) => {
-                snap.role = Some(RoleEvidence {
-                    arn: role_arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-                    found: false,
-                    trust_policy: None,
-                    inline_policies: vec![],
-                    managed_policies: vec![],
-                    permissions_boundary: None,
-                    tags: Default::default(),
-                })
+        let (role, target, providers, queue) =
+            tokio::join!(role_fut, target_fut, providers_fut, queue_fut);
+        for (item, arn, got, slot) in [
+            ("role", &role_arn, role, &mut snap.role),
+            ("targetRole", &target_arn, target, &mut snap.target_role),
+        ] {
+            match got {
+                Some(Ok(Some(r))) => *slot = Some(r),
+                Some(Ok(None)) => {
+                    *slot = Some(RoleEvidence {
+                        arn: arn.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                        found: false,
+                        trust_policy: None,
+                        inline_policies: vec![],
+                        managed_policies: vec![],
+                        permissions_boundary: None,
+                        tags: Default::default(),
+                    })
+                }
+                Some(Err(e)) => errors.push(evidence_error(item, &e)),
+                None => {}
             }
-            Some(Err(e)) => errors.push(evidence_error("role", &e)),
-            None => {}
         }
         match providers {
             Some(Ok(p)) => snap.oidc_providers = Some(p),
@@ -1008,7 +750,7 @@ fn full_access() -> Document {
     .expect("the default endpoint policy is valid")
 }
 
-fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> {
+pub(super) fn parse_doc(text: &str, what: &str) -> Result<Document, FetchError> {
     Document::parse_str(text).map_err(|e| FetchError::Unavailable {
         message: format!("AWS returned {what} that cannot be parsed: {e}"),
     })
@@ -1041,5 +783,9 @@ impl SnapshotSource for AwsSource {
 
     fn spec_options(&self) -> SpecOptions {
         self.inner.spec_opts.clone()
+    }
+
+    fn invalidate(&self, doc: &DocRef) {
+        AwsSource::invalidate(self, doc)
     }
 }

@@ -18,11 +18,15 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
     /// Read the evidence from AWS (default credential chain, AWS_REGION, AWS_ENDPOINT_URL).
-    #[arg(long, requires_all = ["role_arn", "queue"], conflicts_with = "snapshot")]
+    #[arg(long, requires = "queue", conflicts_with = "snapshot")]
     pub live: bool,
-    /// The workload's role (what its service account's eks.amazonaws.com/role-arn says).
+    /// The workload's IRSA role (what its service account's eks.amazonaws.com/role-arn says).
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
+    /// The EKS cluster: its Pod Identity association for --namespace/--service-account is read
+    /// and, when there is one, takes precedence over --role-arn (as in EKS).
+    #[arg(long, value_name = "NAME", requires = "service_account")]
+    pub cluster_name: Option<String>,
     /// The queue: ARN or URL.
     #[arg(long, value_name = "ARN|URL")]
     pub queue: Option<String>,
@@ -142,18 +146,22 @@ pub fn run(snapshot: Option<&Path>, output: Output, live: &LiveArgs) -> ExitCode
 
 /// Fetches a snapshot from AWS for the CLI's `--live` mode.
 fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions), String> {
-    let role_arn = a.role_arn.clone().unwrap_or_default();
-    RoleArn::parse(&role_arn).map_err(|e| format!("--role-arn: {e}"))?;
     let cfg = match &a.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    if a.role_arn.is_none() && a.cluster_name.is_none() && cfg.cluster.name.is_none() {
+        return Err("--live needs the workload's role: --role-arn ARN (IRSA), or --cluster-name NAME with --namespace and --service-account (EKS Pod Identity)".into());
+    }
     let (namespace, sa) = match (&a.namespace, &a.service_account) {
         (Some(n), Some(s)) => (n.clone(), s.clone()),
         _ => ("default".to_string(), "workload".to_string()),
     };
     let mut annotations = BTreeMap::new();
-    annotations.insert(ROLE_ARN_ANNOTATION.to_string(), role_arn);
+    if let Some(role_arn) = &a.role_arn {
+        RoleArn::parse(role_arn).map_err(|e| format!("--role-arn: {e}"))?;
+        annotations.insert(ROLE_ARN_ANNOTATION.to_string(), role_arn.clone());
+    }
     if let Some(aud) = &a.audience {
         annotations.insert(AUDIENCE_ANNOTATION.to_string(), aud.clone());
     }
@@ -172,7 +180,8 @@ fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions),
             annotations,
         }),
         oidc_issuer: a.oidc_issuer.clone().or(cfg.oidc_issuer.clone()),
-        cluster_name: None,
+        cluster_name: a.cluster_name.clone(),
+        pods: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

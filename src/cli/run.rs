@@ -89,14 +89,41 @@ pub fn run(args: &RunArgs) -> ExitCode {
 }
 
 fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to standard output. Colour only on a terminal (not in a pod's log or a file),
+    // and never with NO_COLOR set (no-color.org).
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(colour);
     let _ = if json {
         b.json().try_init()
     } else {
         b.try_init()
     };
+}
+
+/// Opens the events queue (retrying while AWS cannot be reached) and follows it.
+async fn follow_events(ctx: Arc<Context>, source: Arc<AwsSource>) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match source.events_queue().await {
+            Ok(Some(q)) => {
+                tracing::info!("following AWS change events");
+                return controller::events::follow(ctx, q).await;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot open the events queue");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
 }
 
 /// Reads the issuer from the API server's OIDC discovery document.
@@ -137,11 +164,25 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             }
         },
     };
+    // With change events the periodic re-check is only the safety net for late or lost events.
+    let events_on = cfg.events.queue_url.is_some();
     let recheck = args
         .recheck_interval
         .or(cfg.recheck_interval)
-        .unwrap_or(Duration::from_secs(300));
+        .unwrap_or(Duration::from_secs(if events_on { 1800 } else { 300 }));
     let source = Arc::new(AwsSource::from_env(cfg.clone(), metrics.clone()).await);
+    // A mistyped events queue is a configuration error, not something to retry.
+    if let Some(u) = &cfg.events.queue_url {
+        let opts = crate::aws::SnapshotSource::spec_options(source.as_ref());
+        let hint = cfg
+            .events
+            .region
+            .as_deref()
+            .and_then(|r| crate::ids::Region::parse(r).ok())
+            .or(opts.region.clone());
+        crate::ids::QueueRef::parse(u, &opts.extra_queue_hosts, hint.as_ref())
+            .map_err(|e| format!("events.queueUrl: {e}"))?;
+    }
 
     // Watch-fed caches: service accounts (for every check) and namespace labels (webhook mode).
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
@@ -233,7 +274,7 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         controller_facts,
-        source,
+        source.clone(),
         metrics,
         recheck,
     ));
@@ -283,8 +324,11 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             },
             || {},
         ));
+        // Only the leader consumes change events: it is the one that re-checks.
+        let follower = events_on.then(|| tokio::spawn(follow_events(ctx.clone(), source.clone())));
         tokio::select! {
             _ = &mut stop => {
+                if let Some(f) = &follower { f.abort(); }
                 let _ = stop_tx.send(());
                 let _ = ctl.await;
                 let _ = shutdown_tx.send(true);
@@ -292,6 +336,7 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             }
             _ = lost_leadership => {
                 tracing::warn!("lost leadership: stopping the controller");
+                if let Some(f) = &follower { f.abort(); }
                 let _ = stop_tx.send(());
                 let _ = ctl.await;
             }

@@ -4,10 +4,11 @@
 //! outside the cluster. A thin adapter: Kubernetes in, [`crate::binding::evaluate_binding`],
 //! status and Events out.
 
+pub mod events;
 pub mod leader;
 pub mod status;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::aws::SnapshotSource;
-use crate::binding::{ClusterFacts, evaluate_binding};
+use crate::binding::{ClusterFacts, evaluate_binding_with_deps};
+use crate::changes::{Change, DocRef};
 use crate::crd::SqsAccessBinding;
 use crate::diagnosis::{Outcome, Verdict};
 use crate::metrics::{ConditionLabels, Metrics, ResultLabels};
@@ -60,6 +62,68 @@ pub struct Context {
     /// so the per-binding maps are pruned against it.
     bindings: std::sync::OnceLock<kube::runtime::reflector::Store<SqsAccessBinding>>,
     recorded: std::sync::atomic::AtomicU64,
+    /// Which bindings depend on which AWS documents (from each binding's last check), so a
+    /// change event requeues exactly those.
+    index: Mutex<DepIndex>,
+    /// Bindings requeued by change events, with the earliest event time (Unix seconds).
+    pending: Mutex<HashMap<ObjectRef<SqsAccessBinding>, f64>>,
+    /// Requeues into the running controller.
+    requeue: Mutex<Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SqsAccessBinding>>>>,
+}
+
+/// Documents → bindings, and back.
+#[derive(Default)]
+pub struct DepIndex {
+    by_doc: HashMap<DocRef, HashSet<ObjectRef<SqsAccessBinding>>>,
+    by_binding: HashMap<ObjectRef<SqsAccessBinding>, BTreeSet<DocRef>>,
+}
+
+impl DepIndex {
+    /// Records what a binding depends on now.
+    pub fn set(&mut self, obj: &ObjectRef<SqsAccessBinding>, deps: BTreeSet<DocRef>) {
+        if self.by_binding.get(obj) == Some(&deps) {
+            return;
+        }
+        self.remove(obj);
+        for d in &deps {
+            self.by_doc
+                .entry(d.clone())
+                .or_default()
+                .insert(obj.clone());
+        }
+        self.by_binding.insert(obj.clone(), deps);
+    }
+
+    pub fn remove(&mut self, obj: &ObjectRef<SqsAccessBinding>) {
+        for d in self.by_binding.remove(obj).unwrap_or_default() {
+            if let Some(set) = self.by_doc.get_mut(&d) {
+                set.remove(obj);
+                if set.is_empty() {
+                    self.by_doc.remove(&d);
+                }
+            }
+        }
+    }
+
+    /// The bindings that depend on a document (every binding for an organization-wide change).
+    pub fn dependents(&self, doc: &DocRef) -> Vec<ObjectRef<SqsAccessBinding>> {
+        match doc {
+            DocRef::Organization => self.by_binding.keys().cloned().collect(),
+            d => self
+                .by_doc
+                .get(d)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_binding.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_binding.is_empty()
+    }
 }
 
 impl Context {
@@ -86,7 +150,48 @@ impl Context {
             verdicts: Mutex::new(HashMap::new()),
             bindings: std::sync::OnceLock::new(),
             recorded: Default::default(),
+            index: Default::default(),
+            pending: Default::default(),
+            requeue: Mutex::new(None),
         }
+    }
+
+    /// Applies AWS change events: drops exactly the cached documents they touch and requeues
+    /// exactly the bindings that depend on them. Returns how many bindings were requeued.
+    pub fn apply_changes(&self, changes: &[Change]) -> usize {
+        let docs: BTreeSet<&DocRef> = changes.iter().flat_map(|c| &c.stale).collect();
+        for d in &docs {
+            self.source.invalidate(d);
+        }
+        let mut hit: HashMap<ObjectRef<SqsAccessBinding>, f64> = HashMap::new();
+        {
+            let index = self.index.lock().expect("lock");
+            for c in changes {
+                let t = c.time.unwrap_or_else(now_secs);
+                for d in &c.stale {
+                    for obj in index.dependents(d) {
+                        let e = hit.entry(obj).or_insert(t);
+                        *e = e.min(t);
+                    }
+                }
+            }
+        }
+        let n = hit.len();
+        let tx = self.requeue.lock().expect("lock").clone();
+        let mut pending = self.pending.lock().expect("lock");
+        for (obj, t) in hit {
+            let e = pending.entry(obj.clone()).or_insert(t);
+            *e = e.min(t);
+            if let Some(tx) = &tx {
+                let _ = tx.unbounded_send(obj);
+            }
+        }
+        n
+    }
+
+    /// The dependency index (for tests and metrics).
+    pub fn index(&self) -> std::sync::MutexGuard<'_, DepIndex> {
+        self.index.lock().expect("lock")
     }
 
     fn record_verdict(&self, obj: ObjectRef<SqsAccessBinding>, outcome: Option<Outcome>) {
@@ -105,6 +210,16 @@ impl Context {
                 .lock()
                 .expect("lock")
                 .retain(|k, _| store.get(k).is_some());
+            let mut index = self.index.lock().expect("lock");
+            let gone: Vec<_> = index
+                .by_binding
+                .keys()
+                .filter(|k| store.get(k).is_none())
+                .cloned()
+                .collect();
+            for k in gone {
+                index.remove(&k);
+            }
         }
         for (label, o) in [
             ("Ready", Outcome::Allowed),
@@ -127,16 +242,20 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     let name = b.name_any();
     let obj_ref = ObjectRef::from_obj(&*b);
     if b.meta().deletion_timestamp.is_some() {
-        ctx.record_verdict(obj_ref, None);
+        ctx.record_verdict(obj_ref.clone(), None);
+        ctx.index.lock().expect("lock").remove(&obj_ref);
         return Ok(Action::await_change());
     }
     let verdict = match tokio::time::timeout(
         ctx.check_timeout,
-        evaluate_binding(&b, &ctx.facts, ctx.source.as_ref()),
+        evaluate_binding_with_deps(&b, &ctx.facts, ctx.source.as_ref(), None),
     )
     .await
     {
-        Ok(v) => v,
+        Ok((v, deps)) => {
+            ctx.index.lock().expect("lock").set(&obj_ref, deps);
+            v
+        }
         Err(_) => Verdict::unfinished(format!(
             "the check did not finish within {:?}",
             ctx.check_timeout
@@ -177,6 +296,9 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     }
     ctx.record_verdict(obj_ref.clone(), Some(verdict.verdict));
     ctx.failures.lock().expect("lock").remove(&obj_ref);
+    if let Some(t) = ctx.pending.lock().expect("lock").remove(&obj_ref) {
+        ctx.metrics.event_delay.observe((now_secs() - t).max(0.0));
+    }
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -242,6 +364,13 @@ pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) ->
     Action::requeue(delay)
 }
 
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 pub fn backoff(failures: u32) -> Duration {
     let secs = 1u64 << failures.saturating_sub(1).min(9);
     Duration::from_secs(secs.min(300))
@@ -256,7 +385,10 @@ pub async fn run(
 ) {
     let bindings: Api<SqsAccessBinding> = Api::all(ctx.client.clone());
     let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
-    let controller = Controller::new(bindings, watcher::Config::default().any_semantic());
+    let (requeue_tx, requeue_rx) = futures::channel::mpsc::unbounded();
+    *ctx.requeue.lock().expect("lock") = Some(requeue_tx);
+    let controller = Controller::new(bindings, watcher::Config::default().any_semantic())
+        .reconcile_on(requeue_rx);
     let store = controller.store();
     let _ = ctx.bindings.set(store.clone());
     let ready_store = store.clone();

@@ -9,6 +9,7 @@ use crate::crd::{
     ActionStatus, FixStatus, QueueStatus, ReasonStatus, RoleStatus, SqsAccessBinding,
     SqsAccessBindingStatus,
 };
+use crate::diagnosis::check::Mechanism;
 use crate::diagnosis::{Outcome, Verdict};
 use crate::policy::Decision;
 
@@ -98,6 +99,16 @@ pub fn desired_status(
         role: v.role.as_ref().map(|r| RoleStatus {
             arn: r.arn.clone(),
             source: r.source.clone(),
+            mechanism: Some(
+                match r.mechanism {
+                    Mechanism::Irsa => "IRSA",
+                    Mechanism::PodIdentity => "PodIdentity",
+                }
+                .into(),
+            ),
+            association_id: r.association_id.clone(),
+            chain: r.chain.clone(),
+            ignored_irsa_role: r.ignored_irsa_role.clone(),
         }),
         queue: v.queue.as_ref().map(|q| QueueStatus {
             arn: q.arn.clone(),
@@ -125,6 +136,11 @@ pub fn desired_status(
             })
             .collect(),
         notes: v.notes.clone(),
+        warnings: v
+            .warnings
+            .iter()
+            .map(|w| truncate(w, MAX_MESSAGE))
+            .collect(),
         last_checked: Some(now.clone()),
     }
 }

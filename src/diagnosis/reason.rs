@@ -22,6 +22,12 @@ pub enum ReasonCode {
     TrustPolicyDoesNotAllowServiceAccount,
     TrustPolicyAudienceMismatch,
     ExplicitDenyInTrustPolicy,
+    // EKS Pod Identity.
+    PodIdentityAssociationsUnknown,
+    PodIdentityTrustPolicyDoesNotAllow,
+    PodIdentityTargetRoleNotAssumable,
+    PodIdentitySessionPolicyDoesNotAllow,
+    ExplicitDenyInSessionPolicy,
     // SQS authorization.
     QueueNotFound,
     IdentityPolicyDoesNotAllow,
@@ -57,9 +63,11 @@ impl ReasonCode {
         use ReasonCode::*;
         match self {
             Allowed => Outcome::Allowed,
-            DependsOnRequestContext | EvidenceUnreadable | AwsUnavailable | OidcIssuerUnknown => {
-                Outcome::Indeterminate
-            }
+            DependsOnRequestContext
+            | EvidenceUnreadable
+            | AwsUnavailable
+            | OidcIssuerUnknown
+            | PodIdentityAssociationsUnknown => Outcome::Indeterminate,
             _ => Outcome::Denied,
         }
     }
@@ -83,10 +91,12 @@ pub enum Outcome {
 pub enum DiagLayer {
     Spec,
     ServiceAccount,
+    PodIdentity,
     OidcProvider,
     TrustPolicy,
     IdentityPolicy,
     PermissionsBoundary,
+    SessionPolicy,
     Scp,
     Rcp,
     QueuePolicy,
@@ -101,6 +111,8 @@ impl DiagLayer {
         match self {
             DiagLayer::Spec => "spec",
             DiagLayer::ServiceAccount => "serviceAccount",
+            DiagLayer::PodIdentity => "podIdentity",
+            DiagLayer::SessionPolicy => "sessionPolicy",
             DiagLayer::OidcProvider => "oidcProvider",
             DiagLayer::TrustPolicy => "trustPolicy",
             DiagLayer::IdentityPolicy => "identityPolicy",
@@ -153,6 +165,13 @@ pub enum FixTarget {
         account: String,
         issuer: String,
     },
+    /// An EKS Pod Identity association (its role, target role or session policy).
+    PodIdentityAssociation {
+        cluster: String,
+        namespace: String,
+        #[serde(rename = "serviceAccount")]
+        service_account: String,
+    },
     Queue {
         queue: String,
     },
@@ -188,6 +207,13 @@ impl FixTarget {
             FixTarget::OidcProvider { account, issuer } => {
                 format!("the IAM OIDC providers of account {account} (issuer {issuer})")
             }
+            FixTarget::PodIdentityAssociation {
+                cluster,
+                namespace,
+                service_account,
+            } => format!(
+                "the EKS Pod Identity association of {namespace}/{service_account} in cluster {cluster}"
+            ),
             FixTarget::Queue { queue } => format!("queue {queue}"),
             FixTarget::KmsKey { key } => format!("KMS key {key}"),
             FixTarget::Binding => "the SqsAccessBinding".into(),

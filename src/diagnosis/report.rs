@@ -4,17 +4,33 @@
 use std::fmt::Write as _;
 
 use super::check::Verdict;
+use super::credentials::{DEFAULT_AUDIENCE, Mechanism};
 use crate::policy::Decision;
 
 pub fn render_text(v: &Verdict, subject: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Verdict: {:?}  ({subject})", v.verdict);
     if let Some(r) = &v.role {
-        let _ = writeln!(
-            out,
-            "Role:    {} (from the service account annotation; token audience {})",
-            r.arn, r.audience
-        );
+        let how = match r.mechanism {
+            Mechanism::Irsa => format!(
+                "IRSA: from the service account annotation; token audience {}",
+                r.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE)
+            ),
+            Mechanism::PodIdentity => format!(
+                "EKS Pod Identity: from association {}",
+                r.association_id.as_deref().unwrap_or("(no id)")
+            ),
+        };
+        let _ = writeln!(out, "Role:    {} ({how})", r.arn);
+        if !r.chain.is_empty() {
+            let _ = writeln!(out, "Chain:   {}", r.chain.join(" -> "));
+        }
+        if let Some(i) = &r.ignored_irsa_role {
+            let _ = writeln!(
+                out,
+                "Ignored: {i} (IRSA annotation; Pod Identity takes precedence)"
+            );
+        }
     }
     if let Some(q) = &v.queue {
         let enc = match &q.kms_key {
@@ -81,6 +97,30 @@ pub fn render_text(v: &Verdict, subject: &str) -> String {
         let _ = writeln!(out, "\nWarnings:");
         for w in &v.warnings {
             let _ = writeln!(out, "  - {w}");
+        }
+    }
+    if let Some(w) = &v.workload {
+        let _ = writeln!(
+            out,
+            "\nWorkload: {} {:?}  (pods: {} running, {} current, {} stale, {} not injected, {} overridden)",
+            w.status(),
+            w.reason,
+            w.pods.total,
+            w.pods.current,
+            w.pods.stale,
+            w.pods.not_injected,
+            w.pods.overridden
+        );
+        for p in &w.problems {
+            let _ = writeln!(
+                out,
+                "  - {:?}: {} pod(s), e.g. {}",
+                p.code,
+                p.count,
+                p.pods.join(", ")
+            );
+            let _ = writeln!(out, "    {}", p.message);
+            let _ = writeln!(out, "    Fix: {}", p.fix);
         }
     }
     if !v.notes.is_empty() {

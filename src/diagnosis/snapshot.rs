@@ -30,8 +30,18 @@ pub struct Snapshot {
     pub service_account: Option<ServiceAccountEvidence>,
     #[serde(default)]
     pub cluster: ClusterEvidence,
+    /// The EKS Pod Identity associations of the cluster for the binding's service account;
+    /// `None`: not read (then whether one exists is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity_associations: Option<Vec<PodIdentityAssociationEvidence>>,
+    /// The role the service account's credentials name: the `eks.amazonaws.com/role-arn`
+    /// annotation's (IRSA) or the Pod Identity association's `roleArn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleEvidence>,
+    /// The Pod Identity association's `targetRoleArn`: EKS assumes `role` first, then this
+    /// role with it, and the workload acts as this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role: Option<RoleEvidence>,
     /// The IAM OIDC providers registered in the role's account; `None`: not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_providers: Option<Vec<OidcProviderEvidence>>,
@@ -43,6 +53,9 @@ pub struct Snapshot {
     pub organization: Option<OrganizationEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkEvidence>,
+    /// The pods that run as the binding's service account; `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<PodEvidence>>,
     /// Extra request context keys known for this workload (e.g. `aws:SourceIp`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_context: BTreeMap<String, StringOrList>,
@@ -75,8 +88,89 @@ pub struct ClusterEvidence {
     /// The cluster's OIDC issuer URL, e.g. `https://oidc.eks.us-east-1.amazonaws.com/id/ABC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_issuer: Option<String>,
+    /// The EKS cluster's name (Pod Identity's `eks-cluster-name` session tag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `arn:aws:eks:REGION:ACCOUNT:cluster/NAME` (`eks-cluster-arn`, `aws:SourceArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The cluster's account (`aws:SourceAccount`); taken from `arn` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The cluster's region; taken from `arn` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl ClusterEvidence {
+    /// The cluster ARN: given, or built from name, region and account when all are known.
+    pub fn cluster_arn(&self) -> Option<String> {
+        if let Some(a) = &self.arn {
+            return Some(a.clone());
+        }
+        let (name, region, account) = (
+            self.name.as_ref()?,
+            self.region.as_ref()?,
+            self.account.as_ref()?,
+        );
+        let partition = crate::ids::Region::parse(region).ok()?.partition();
+        Some(format!(
+            "arn:{partition}:eks:{region}:{account}:cluster/{name}"
+        ))
+    }
+
+    fn arn_part(&self, i: usize) -> Option<String> {
+        let arn = self.arn.as_ref()?;
+        arn.split(':')
+            .nth(i)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+    }
+
+    pub fn cluster_account(&self) -> Option<String> {
+        self.account.clone().or_else(|| self.arn_part(4))
+    }
+
+    pub fn cluster_region(&self) -> Option<String> {
+        self.region.clone().or_else(|| self.arn_part(3))
+    }
+
+    pub fn cluster_name(&self) -> Option<String> {
+        self.name.clone().or_else(|| {
+            self.arn_part(5)
+                .and_then(|r| r.strip_prefix("cluster/").map(str::to_string))
+        })
+    }
+}
+
+/// An EKS Pod Identity association, as `eks:DescribePodIdentityAssociation` returns it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodIdentityAssociationEvidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_arn: Option<String>,
+    pub namespace: String,
+    pub service_account: String,
+    /// The role EKS assumes (with `sts:AssumeRole` and `sts:TagSession`, as
+    /// `pods.eks.amazonaws.com`).
+    pub role_arn: String,
+    /// A role that `role_arn` then assumes for the workload (role chaining).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_role_arn: Option<String>,
+    /// What EKS passes as `sts:ExternalId` when it assumes the target role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// No `eks-cluster-arn`, `kubernetes-namespace`, ... session tags.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_session_tags: bool,
+    /// The association's session policy: it intersects with the role's permissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Document>,
+    /// When the association last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -258,6 +352,84 @@ pub struct NetworkEvidence {
     pub source_ip: Option<String>,
 }
 
+/// A pod of the binding's service account, reduced to what decides its AWS credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodEvidence {
+    pub name: String,
+    /// `metadata.creationTimestamp` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// What re-creates the pod (a ReplicaSet is named by its Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PodOwner>,
+    /// `status.phase`; `Succeeded` and `Failed` pods do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Being deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
+    /// `spec.securityContext.fsGroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<i64>,
+    /// `spec.securityContext.runAsUser`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// Projected service account token volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_volumes: Vec<TokenVolumeEvidence>,
+    #[serde(default)]
+    pub containers: Vec<ContainerEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodOwner {
+    pub kind: String,
+    pub name: String,
+}
+
+/// A projected `serviceAccountToken` volume source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenVolumeEvidence {
+    /// The volume's name (`aws-iam-token` when the EKS webhook injected it).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerEvidence {
+    pub name: String,
+    /// An init container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// The AWS credential variables it sets (`AWS_ROLE_ARN`, `AWS_ACCESS_KEY_ID`, ...); a
+    /// value from a Secret or ConfigMap reads `valueFrom:secretKeyRef:NAME/KEY`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Secrets and ConfigMaps whose every key becomes a variable (`envFrom`): they may hold
+    /// credentials the operator cannot see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<String>,
+    /// Mounts of token volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MountEvidence {
+    pub volume: String,
+    pub path: String,
+}
+
 /// Evidence that could not be read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -363,10 +535,9 @@ impl std::error::Error for SnapshotError {}
 impl Snapshot {
     /// Reads a snapshot from YAML (or JSON, which is YAML too).
     pub fn from_yaml_str(text: &str) -> Result<Snapshot, SnapshotError> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let snap: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| SnapshotError {
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
+        let snap: Snapshot = crate::yaml::from_str(text).map_err(|e| SnapshotError {
+            path: e.path,
+            message: e.message,
         })?;
         if snap.api_version != API_VERSION {
             return Err(SnapshotError {
@@ -384,6 +555,6 @@ impl Snapshot {
     }
 
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).unwrap_or_default()
+        crate::yaml::to_string(self).unwrap_or_default()
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::arn::resource_match;
+use super::arn::{Arn, resource_match};
 use super::condition::Residual;
 use super::context::{PrincipalKind, Request, ResourceRule};
 use super::document::{AwsPrincipal, Effect, Policy, PrincipalSpec, Statement};
@@ -158,11 +158,116 @@ pub struct Response {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
     pub layers: Vec<LayerOutcome>,
+    /// What the decision alone does not say: why no policy was consulted, or why a request can
+    /// never be allowed whatever statement is added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
 
+/// A note on a decision. Its `code` is an API, like the decision: never renamed casually.
+/// On the wire: `{"code": "...", "message": "...", ...the variant's fields in camelCase}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The action needs no permission and cannot be denied (`sts:GetCallerIdentity`): the
+    /// decision is `Allow` and no policy was evaluated.
+    NoPermissionRequired { action: String },
+    /// `sts:AssumeRoleWithWebIdentity` with an IAM OIDC provider in another account than the
+    /// role's can never be allowed: STS finds the provider by the token's issuer in the role's
+    /// own account. Either the caller is such a provider (the decision is `ImplicitDeny` whatever
+    /// the trust policy says), or the trust policy names one for the caller's issuer (that
+    /// statement never applies).
+    OidcProviderInOtherAccount {
+        /// The provider ARN in the other account.
+        provider: String,
+        provider_account: String,
+        /// The role (the request's resource) and its account.
+        role: String,
+        role_account: String,
+        /// The trust policy statement that names `provider`, if one does.
+        statement: Option<StatementRef>,
+    },
+}
+
+impl Note {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Note::NoPermissionRequired { .. } => "NoPermissionRequired",
+            Note::OidcProviderInOtherAccount { .. } => "OidcProviderInOtherAccount",
+        }
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::NoPermissionRequired { action } => write!(
+                f,
+                "{action} needs no permission and cannot be denied: no policy was evaluated"
+            ),
+            Note::OidcProviderInOtherAccount {
+                provider,
+                provider_account,
+                role,
+                role_account,
+                statement,
+            } => {
+                match statement {
+                    Some(st) => write!(f, "{} trusts {provider}", describe(st))?,
+                    None => write!(f, "the caller is {provider}")?,
+                }
+                write!(
+                    f,
+                    ", an OIDC provider in account {provider_account}, but the role {role} is in account {role_account}: STS looks the provider up in the role's own account ({role_account}), so this can never be allowed"
+                )
+            }
+        }
+    }
+}
+
+impl Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("code", self.code())?;
+        m.serialize_entry("message", &self.to_string())?;
+        match self {
+            Note::NoPermissionRequired { action } => m.serialize_entry("action", action)?,
+            Note::OidcProviderInOtherAccount {
+                provider,
+                provider_account,
+                role,
+                role_account,
+                statement,
+            } => {
+                m.serialize_entry("provider", provider)?;
+                m.serialize_entry("providerAccount", provider_account)?;
+                m.serialize_entry("role", role)?;
+                m.serialize_entry("roleAccount", role_account)?;
+                if let Some(st) = statement {
+                    m.serialize_entry("statement", st)?;
+                }
+            }
+        }
+        m.end()
+    }
+}
+
+/// `statement 1 ("Sid") of policy "trust policy"`.
+fn describe(st: &StatementRef) -> String {
+    match &st.sid {
+        Some(sid) => format!("statement {} (\"{sid}\") of {:?}", st.index, st.policy),
+        None => format!("statement {} of {:?}", st.index, st.policy),
+    }
+}
+
+/// Actions that need no permission: AWS answers them for any authenticated caller, and no
+/// policy can deny them (STS API reference, GetCallerIdentity). Lower-case.
+const NO_PERMISSION_ACTIONS: &[&str] = &["sts:getcalleridentity"];
+
 /// How a resource-policy statement's `Principal` matched the caller. The difference matters:
-/// naming the account delegates to IAM policies; naming the role is limited by the boundary
-/// and session policy; naming the session (or `*`) grants directly.
+/// naming the account delegates to IAM policies; naming the role (whether the caller is one of
+/// its sessions or the role ARN itself) is limited by the boundary and session policy; naming
+/// the session, the user (or `*`) grants directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum PMatch {
     None,
@@ -295,6 +400,18 @@ struct Term {
 
 /// Authorizes `req` against `set`.
 pub fn authorize(req: &Request, set: &PolicySet) -> Response {
+    if NO_PERMISSION_ACTIONS.contains(&req.action_lc.as_str()) {
+        return Response {
+            decision: Decision::Allow,
+            statements: Vec::new(),
+            missing: Vec::new(),
+            depends_on: Vec::new(),
+            layers: Vec::new(),
+            notes: vec![Note::NoPermissionRequired {
+                action: req.action.clone(),
+            }],
+        };
+    }
     let principal_is_iam = req.principal.is_iam_identity();
     let has_boundary = set.permission_boundary.is_some();
     let mut evals: Vec<LayerEval> = Vec::with_capacity(8);
@@ -306,7 +423,8 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
     }
     evals.push(identity);
 
-    let resource_idx = (!set.resource.is_empty()).then(|| {
+    // No resource-based policy exists for an IamOnly request: one given is not evaluated.
+    let resource_idx = (!set.resource.is_empty() && req.rule != ResourceRule::IamOnly).then(|| {
         let mut e = LayerEval::new(Layer::Resource, None);
         for p in &set.resource {
             e.add(req, p, has_boundary);
@@ -400,7 +518,10 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
     };
     // The account root user has every permission in its own account without identity
     // policies (SCPs and explicit denies still apply).
-    let root_at_home = req.principal.kind == PrincipalKind::Root && req.same_account();
+    // Account-level actions (IamOnly on `*`, no resource account) act in the caller's own.
+    let at_home =
+        req.same_account() || (req.rule == ResourceRule::IamOnly && req.resource_account.is_none());
+    let root_at_home = req.principal.kind == PrincipalKind::Root && at_home;
     let ident = Term {
         layer: Layer::Identity,
         value: if root_at_home {
@@ -418,8 +539,10 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         // Service principals, identity providers, anonymous: only the resource policy can
         // grant, and only by naming them.
         vec![vec![res(|e| e.by_direct)]]
-    } else if req.same_account() {
+    } else if at_home {
         match req.rule {
+            // IAM policies alone decide (KMS actions on the account or on an alias).
+            ResourceRule::IamOnly => vec![with_limits(vec![ident])],
             ResourceRule::Standard => vec![
                 with_limits(vec![ident]),
                 with_limits(vec![res(|e| e.by_role)]),
@@ -433,13 +556,20 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         }
     } else {
         // Across accounts both sides must allow: the resource policy (naming the caller or its
-        // account) and the caller's own policies.
+        // account) and the caller's own policies. (An IamOnly request has no resource policy:
+        // a KMS alias of another account cannot be managed.)
         vec![with_limits(vec![res(|e| e.allow), ident])]
     };
     let path_value = |p: &[Term]| p.iter().fold(Tri::True, |acc, t| acc.and(t.value));
-    let grant = paths
-        .iter()
-        .fold(Tri::False, |acc, p| acc.or(path_value(p)));
+    // A caller that STS can never produce is granted nothing, whatever names it.
+    let foreign_caller = foreign_oidc_provider(&req.principal.arn, req).is_some();
+    let grant = if foreign_caller {
+        Tri::False
+    } else {
+        paths
+            .iter()
+            .fold(Tri::False, |acc, p| acc.or(path_value(p)))
+    };
     let gates_ok = gates.iter().fold(Tri::True, |acc, t| acc.and(t.value));
     let allowed = deny.negate().and(gates_ok).and(grant);
 
@@ -528,7 +658,87 @@ pub fn authorize(req: &Request, set: &PolicySet) -> Response {
         missing,
         depends_on,
         layers,
+        notes: if decision == Decision::Allow {
+            Vec::new()
+        } else {
+            oidc_notes(req, set)
+        },
     }
+}
+
+/// The account of an IAM OIDC provider ARN that is not the account of the request's resource
+/// (the role), for `sts:AssumeRoleWithWebIdentity`-style requests. `None` when either account
+/// is unknown.
+fn foreign_oidc_provider<'a>(arn: &'a str, req: &Request) -> Option<&'a str> {
+    if req.rule != ResourceRule::TrustPolicy
+        || req.principal.kind != PrincipalKind::IdentityProvider
+    {
+        return None;
+    }
+    let (account, _) = oidc_provider(arn)?;
+    let role_account = req.resource_account.as_deref()?;
+    (account != role_account).then_some(account)
+}
+
+/// The account and issuer (`oidc.eks.REGION.amazonaws.com/id/ID`) of an IAM OIDC provider ARN.
+fn oidc_provider(arn: &str) -> Option<(&str, &str)> {
+    let a = Arn::parse(arn).ok()?;
+    let issuer = a.resource.strip_prefix("oidc-provider/")?;
+    (a.service == "iam" && !a.account.is_empty()).then_some((a.account, issuer))
+}
+
+/// Why an identity-provider request was not allowed, when an OIDC provider in another account
+/// than the role's is to blame: the caller itself, and every trust statement that names a
+/// provider with the caller's issuer in another account.
+fn oidc_notes(req: &Request, set: &PolicySet) -> Vec<Note> {
+    let mut notes = Vec::new();
+    if req.rule != ResourceRule::TrustPolicy
+        || req.principal.kind != PrincipalKind::IdentityProvider
+    {
+        return notes;
+    }
+    let Some(role_account) = req.resource_account.as_deref() else {
+        return notes;
+    };
+    let Some((_, issuer)) = oidc_provider(&req.principal.arn) else {
+        return notes;
+    };
+    let note = |provider: &str, account: &str, statement| Note::OidcProviderInOtherAccount {
+        provider: provider.to_string(),
+        provider_account: account.to_string(),
+        role: req.resource.clone(),
+        role_account: role_account.to_string(),
+        statement,
+    };
+    for policy in &set.resource {
+        for stmt in &policy.policy.statements {
+            let Some(spec) = stmt.principal.as_ref().filter(|p| !p.negated) else {
+                continue;
+            };
+            if stmt.effect != Effect::Allow {
+                continue;
+            }
+            for provider in &spec.federated {
+                if let Some(account) = foreign_oidc_provider(provider, req)
+                    && oidc_provider(provider).is_some_and(|(_, i)| i == issuer)
+                {
+                    let hit = Hit {
+                        layer: Layer::Resource,
+                        target: None,
+                        policy,
+                        stmt,
+                    };
+                    notes.push(note(provider, account, Some(hit.to_ref())));
+                }
+            }
+        }
+    }
+    if notes.is_empty()
+        && let Some(account) = foreign_oidc_provider(&req.principal.arn, req)
+    {
+        notes.push(note(&req.principal.arn, account, None));
+    }
+    notes
 }
 
 fn gap(t: &Term, evals: &[LayerEval]) -> Gap {
@@ -566,7 +776,7 @@ fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tr
             PMatch::Direct
         }
         Some(spec) => {
-            let m = principal_match(spec, req);
+            let m = principal_match(spec, stmt.effect, req);
             if m == PMatch::None {
                 return (Tri::False, PMatch::None);
             }
@@ -615,16 +825,20 @@ fn statement_applies(stmt: &Statement, req: &Request, has_boundary: bool) -> (Tr
     (t, how)
 }
 
-/// Matches a `Principal`/`NotPrincipal` element against the caller.
-fn principal_match(spec: &PrincipalSpec, req: &Request) -> PMatch {
+/// Matches a `Principal`/`NotPrincipal` element of a statement with `effect` against the
+/// caller.
+fn principal_match(spec: &PrincipalSpec, effect: Effect, req: &Request) -> PMatch {
     if spec.negated {
-        // NotPrincipal exempts the caller only when every identity it acts as is listed: for a
-        // role session that is the session, the role and the account (IAM's NotPrincipal rule).
-        return if not_principal_exempts(spec, req) {
-            PMatch::None
-        } else {
-            PMatch::Direct
+        let exempt = match effect {
+            // A Deny exempts the caller only when every identity it acts as is listed: for a
+            // role session that is the session, the role and the account (IAM's NotPrincipal
+            // rule).
+            Effect::Deny => not_principal_exempts(spec, req),
+            // An Allow applies to everyone except those listed. Naming any identity the caller
+            // acts as leaves it out: an Allow must never reach a principal its author excluded.
+            Effect::Allow => not_principal_lists(spec, req),
         };
+        return if exempt { PMatch::None } else { PMatch::Direct };
     }
     if spec.any {
         return PMatch::Direct;
@@ -637,7 +851,13 @@ fn principal_match(spec: &PrincipalSpec, req: &Request) -> PMatch {
     let exact = |list: &[String]| list.contains(&p.arn);
     match p.kind {
         PrincipalKind::Service if exact(&spec.service) => best = PMatch::Direct,
-        PrincipalKind::IdentityProvider if exact(&spec.federated) => best = PMatch::Direct,
+        // A provider in another account than the role's never matches: STS would look it up
+        // in the role's account.
+        PrincipalKind::IdentityProvider
+            if exact(&spec.federated) && foreign_oidc_provider(&p.arn, req).is_none() =>
+        {
+            best = PMatch::Direct
+        }
         PrincipalKind::Other if exact(&spec.canonical_user) => best = PMatch::Direct,
         _ => {}
     }
@@ -661,13 +881,9 @@ fn aws_match(a: &AwsPrincipal, req: &Request) -> PMatch {
                     Some(pa) if pa.contains(":role/") => pa == arn,
                     _ => role_name == name && p.account.as_deref() == Some(account),
                 };
-                if !same {
-                    PMatch::None
-                } else if matches!(p.kind, PrincipalKind::Role { .. }) {
-                    PMatch::Direct
-                } else {
-                    PMatch::Role
-                }
+                // Naming the role, for the role's sessions and for the role itself taken as
+                // the caller alike, is limited by the boundary and the session policy.
+                if same { PMatch::Role } else { PMatch::None }
             }
             _ => PMatch::None,
         },
@@ -678,6 +894,22 @@ fn aws_match(a: &AwsPrincipal, req: &Request) -> PMatch {
                 PMatch::None
             }
         }
+    }
+}
+
+/// Does a `NotPrincipal` list the caller under any identity it acts as (its own ARN, for a
+/// role session the role, its account, `*`)?
+fn not_principal_lists(spec: &PrincipalSpec, req: &Request) -> bool {
+    if spec.any || spec.aws.iter().any(|a| aws_match(a, req) != PMatch::None) {
+        return true;
+    }
+    let p = &req.principal;
+    let exact = |list: &[String]| list.contains(&p.arn);
+    match p.kind {
+        PrincipalKind::Service => exact(&spec.service),
+        PrincipalKind::IdentityProvider => exact(&spec.federated),
+        PrincipalKind::Other => exact(&spec.canonical_user),
+        _ => false,
     }
 }
 
@@ -700,12 +932,73 @@ fn not_principal_exempts(spec: &PrincipalSpec, req: &Request) -> bool {
     let exact = |list: &[String]| list.contains(&p.arn);
     match p.kind {
         PrincipalKind::AssumedRole { .. } => account && role && direct,
-        PrincipalKind::User | PrincipalKind::FederatedUser | PrincipalKind::Role { .. } => {
-            account && direct
-        }
+        PrincipalKind::User | PrincipalKind::FederatedUser => account && direct,
+        // A role ARN as the caller is taken literally: it is the role, and naming it exempts it.
+        PrincipalKind::Role { .. } => role,
         PrincipalKind::Root => account,
         PrincipalKind::Service => exact(&spec.service),
         PrincipalKind::IdentityProvider => exact(&spec.federated),
         PrincipalKind::Other => exact(&spec.canonical_user),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Context;
+
+    fn answer(action: &str) -> serde_json::Value {
+        let req = Request::new(
+            "arn:aws:sts::111111111111:assumed-role/orders/s1",
+            action,
+            "*",
+            Context::new(),
+        );
+        serde_json::to_value(authorize(&req, &PolicySet::default())).unwrap()
+    }
+
+    #[test]
+    fn notes_are_written_with_code_and_message_and_only_when_there_are_some() {
+        let v = answer("sts:GetCallerIdentity");
+        assert_eq!(v["decision"], "Allow");
+        assert_eq!(v["notes"][0]["code"], "NoPermissionRequired");
+        assert_eq!(v["notes"][0]["action"], "sts:GetCallerIdentity");
+        let msg = v["notes"][0]["message"].as_str().unwrap();
+        assert!(msg.contains("cannot be denied"), "{msg}");
+
+        let v = answer("sqs:SendMessage");
+        assert_eq!(v["decision"], "ImplicitDeny");
+        assert!(v.get("notes").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_provider_in_another_account_is_named_with_both_accounts() {
+        let provider = "arn:aws:iam::222222222222:oidc-provider/oidc.example.com/id/A";
+        let req = Request::new(
+            provider,
+            "sts:AssumeRoleWithWebIdentity",
+            "arn:aws:iam::111111111111:role/r",
+            Context::new(),
+        );
+        let trust = Policy::from_aws_str(&format!(
+            r#"{{"Statement":{{"Sid":"T","Effect":"Allow","Principal":{{"Federated":"{provider}"}},"Action":"sts:AssumeRoleWithWebIdentity"}}}}"#
+        ))
+        .unwrap();
+        let set = PolicySet {
+            resource: vec![NamedPolicy::new("trust policy", trust)],
+            ..Default::default()
+        };
+        let resp = authorize(&req, &set);
+        assert_eq!(resp.decision, Decision::ImplicitDeny);
+        let [note @ Note::OidcProviderInOtherAccount { statement, .. }] = resp.notes.as_slice()
+        else {
+            panic!("{:?}", resp.notes)
+        };
+        assert_eq!(statement.as_ref().and_then(|s| s.sid.as_deref()), Some("T"));
+        let msg = note.to_string();
+        assert!(
+            msg.contains("account 222222222222") && msg.contains("account 111111111111"),
+            "{msg}"
+        );
     }
 }

@@ -223,13 +223,42 @@ pub enum ResourceRule {
     KeyPolicy,
     /// Role trust policies: the trust policy must allow the caller, even within one account.
     TrustPolicy,
+    /// KMS actions that are not on a key (alias management on an alias, account-level actions
+    /// such as `kms:ListKeys` or `kms:CreateKey`): IAM policies alone decide. No resource-based
+    /// policy exists for them, so none is evaluated.
+    IamOnly,
 }
 
+/// KMS actions on no resource but the account (`"*"` in the Service Authorization Reference),
+/// controlled by IAM policies only. Lower-case.
+const KMS_ACCOUNT_ACTIONS: &[&str] = &[
+    "kms:connectcustomkeystore",
+    "kms:createcustomkeystore",
+    "kms:createkey",
+    "kms:deletecustomkeystore",
+    "kms:describecustomkeystores",
+    "kms:disconnectcustomkeystore",
+    "kms:generaterandom",
+    "kms:listaliases",
+    "kms:listkeys",
+    "kms:listretirablegrants",
+    "kms:updatecustomkeystore",
+];
+
+/// KMS actions that take an alias as one of their resources (the key is the other, checked
+/// against its key policy in a request of its own). Lower-case.
+const KMS_ALIAS_ACTIONS: &[&str] = &["kms:createalias", "kms:deletealias", "kms:updatealias"];
+
 impl ResourceRule {
-    /// The rule that AWS applies to the resource policy of a request for `action`.
-    pub fn for_action(action: &str) -> Self {
+    /// The rule that AWS applies to the resource policy of a request for `action` on
+    /// `resource`.
+    pub fn for_request(action: &str, resource: &str) -> Self {
         let a = action.to_ascii_lowercase();
-        if a.starts_with("kms:") {
+        if KMS_ACCOUNT_ACTIONS.contains(&a.as_str())
+            || (KMS_ALIAS_ACTIONS.contains(&a.as_str()) && is_kms_alias(resource))
+        {
+            ResourceRule::IamOnly
+        } else if a.starts_with("kms:") {
             ResourceRule::KeyPolicy
         } else if a.starts_with("sts:assumerole")
             || matches!(
@@ -244,8 +273,13 @@ impl ResourceRule {
     }
 
     pub fn requires_resource_policy(self) -> bool {
-        !matches!(self, ResourceRule::Standard)
+        matches!(self, ResourceRule::KeyPolicy | ResourceRule::TrustPolicy)
     }
+}
+
+/// `arn:PARTITION:kms:REGION:ACCOUNT:alias/NAME`.
+fn is_kms_alias(resource: &str) -> bool {
+    Arn::parse(resource).is_ok_and(|a| a.service == "kms" && a.resource.starts_with("alias/"))
 }
 
 /// One request to authorize.
@@ -288,7 +322,7 @@ impl Request {
             .filter(|a| !a.is_empty());
         Request {
             principal,
-            rule: ResourceRule::for_action(&action),
+            rule: ResourceRule::for_request(&action, &resource),
             action,
             action_lc,
             resource,
@@ -354,19 +388,31 @@ mod tests {
     }
 
     #[test]
-    fn rules_by_action() {
-        assert_eq!(
-            ResourceRule::for_action("kms:Decrypt"),
-            ResourceRule::KeyPolicy
-        );
-        assert_eq!(
-            ResourceRule::for_action("sts:AssumeRoleWithWebIdentity"),
-            ResourceRule::TrustPolicy
-        );
-        assert_eq!(
-            ResourceRule::for_action("sqs:SendMessage"),
-            ResourceRule::Standard
-        );
+    fn rules_by_action_and_resource() {
+        let key = "arn:aws:kms:us-east-1:111111111111:key/1234";
+        let alias = "arn:aws:kms:us-east-1:111111111111:alias/orders";
+        for (action, resource, rule) in [
+            ("kms:Decrypt", key, ResourceRule::KeyPolicy),
+            ("kms:CreateAlias", key, ResourceRule::KeyPolicy),
+            ("kms:CreateAlias", alias, ResourceRule::IamOnly),
+            ("KMS:deleteALIAS", alias, ResourceRule::IamOnly),
+            ("kms:Decrypt", alias, ResourceRule::KeyPolicy),
+            ("kms:ListKeys", "*", ResourceRule::IamOnly),
+            ("kms:CreateKey", "*", ResourceRule::IamOnly),
+            ("kms:Decrypt", "*", ResourceRule::KeyPolicy),
+            (
+                "sts:AssumeRoleWithWebIdentity",
+                "*",
+                ResourceRule::TrustPolicy,
+            ),
+            ("sqs:SendMessage", "*", ResourceRule::Standard),
+        ] {
+            assert_eq!(
+                ResourceRule::for_request(action, resource),
+                rule,
+                "{action} on {resource}"
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub mod tri;
 
 pub use arn::{Arn, ArnError};
 pub use authorizer::{
-    Decision, Dependency, Gap, Layer, LayerOutcome, NamedPolicy, OrgLevel, PolicySet, Response,
-    StatementRef, authorize,
+    Decision, Dependency, Gap, Layer, LayerOutcome, NamedPolicy, Note, OrgLevel, PolicySet,
+    Response, StatementRef, authorize,
 };
 pub use condition::Residual;
 pub use context::{Context, Principal, PrincipalKind, Request, ResourceRule};

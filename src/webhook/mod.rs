@@ -315,7 +315,11 @@ fn decide(
         b.metadata.name.as_deref().unwrap_or_default()
     );
     match v.verdict {
-        Outcome::Allowed => resp,
+        // Works, but worth knowing (e.g. an IRSA annotation that Pod Identity overrides).
+        Outcome::Allowed => match v.warnings.first() {
+            Some(w) => with_warning(resp, format!("SqsAccessBinding {name}: {w}")),
+            None => resp,
+        },
         Outcome::Denied => {
             let first = v.first_reason().map(|f| f.code);
             let msg = format!("SqsAccessBinding {name} would not work: {}", summary(v));

@@ -75,8 +75,10 @@ impl Webhook {
             stopped,
         ));
         let name = crate::support::unique("sqs-access-operator-test");
-        let vwc: ValidatingWebhookConfiguration =
-            serde_yaml::from_str(&webhook_configuration(&name, &url, &cert.ca_pem, ns)).unwrap();
+        let vwc: ValidatingWebhookConfiguration = sqs_access_operator::yaml::from_str(
+            &webhook_configuration(&name, &url, &cert.ca_pem, ns),
+        )
+        .unwrap();
         Api::<ValidatingWebhookConfiguration>::all(client.clone())
             .create(&PostParams::default(), &vwc)
             .await

@@ -57,6 +57,34 @@ pub async fn sdk_config_in(endpoint: &str, account: &str) -> SdkConfig {
         .build()
 }
 
+/// The operator's binary, to run as a test: it never sends AWS traffic off loopback whatever
+/// the environment holds (no instance metadata for a region or credentials, no profiles, no
+/// real credentials), as `scripts/loopback-aws.sh` does for the scripts.
+pub fn binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sqs-access-operator"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    for var in [
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -133,6 +161,8 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 /// Fakes for the cluster and AWS sides: a snapshot source that answers from the example
 /// snapshots by queue, service accounts and namespace modes from maps.
+pub mod eks;
+
 pub mod fakes {
     use std::collections::{BTreeMap, HashMap};
     use std::time::Duration;
@@ -152,15 +182,28 @@ pub mod fakes {
         Snapshot::from_yaml_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
+    /// The annotation that picks an example snapshot by name for a service account.
+    pub const EXAMPLE_ANNOTATION: &str = "test.sqsaccess.io/example";
+
     /// `...:222222222222:orders` is healthy; `...:111111111111:orders` lacks the identity
-    /// policy; `throttled` is unavailable; `slow` takes 5 s.
+    /// policy; `throttled` is unavailable; `slow` takes 5 s. A service account annotated
+    /// `test.sqsaccess.io/example: NAME` gets example NAME whole, its service account and
+    /// associations included (e.g. `pod-identity-healthy`, whose association is for
+    /// orders/producer). The cluster's Pod Identity associations count as read (none) unless
+    /// the example has some.
     pub struct ExampleSource;
 
     impl SnapshotSource for ExampleSource {
         fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
             Box::pin(async move {
                 let q = input.spec.queue.as_str();
-                let mut s = if q.ends_with("222222222222:orders") {
+                let named = input
+                    .service_account
+                    .as_ref()
+                    .and_then(|sa| sa.annotations.get(EXAMPLE_ANNOTATION));
+                let mut s = if let Some(name) = named {
+                    example(name)
+                } else if q.ends_with("222222222222:orders") {
                     example("healthy")
                 } else {
                     example("identity-policy-missing")
@@ -168,9 +211,16 @@ pub mod fakes {
                 if q.ends_with(":slow") {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
+                let example_sa = s.binding.spec.service_account_name.clone();
                 s.binding.namespace = input.namespace.clone();
                 s.binding.spec = input.spec.clone();
-                s.service_account = input.service_account.clone();
+                if named.is_some() {
+                    s.binding.spec.service_account_name = example_sa;
+                }
+                if named.is_none() {
+                    s.service_account = input.service_account.clone();
+                }
+                s.pod_identity_associations.get_or_insert_with(Vec::new);
                 if q.ends_with(":throttled") {
                     s.role = None;
                     s.evidence_errors.push(EvidenceError {
@@ -219,16 +269,27 @@ pub mod fakes {
             name: &'a str,
         ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
             Box::pin(async move {
-                if namespace == "orders" && name == "producer" {
-                    let mut a = BTreeMap::new();
-                    a.insert(
-                        "eks.amazonaws.com/role-arn".to_string(),
-                        "arn:aws:iam::111111111111:role/orders-producer".to_string(),
-                    );
-                    Ok(Some(a))
-                } else {
-                    Ok(None)
+                let mut a = BTreeMap::new();
+                match (namespace, name) {
+                    ("orders", "producer") => {
+                        a.insert(
+                            "eks.amazonaws.com/role-arn".to_string(),
+                            "arn:aws:iam::111111111111:role/orders-producer".to_string(),
+                        );
+                    }
+                    // No IRSA annotation: the role comes from a Pod Identity association.
+                    ("orders", "pi-producer") => {
+                        a.insert(EXAMPLE_ANNOTATION.into(), "pod-identity-healthy".into());
+                    }
+                    ("orders", "pi-no-tagsession") => {
+                        a.insert(
+                            EXAMPLE_ANNOTATION.into(),
+                            "pod-identity-trust-missing-tagsession".into(),
+                        );
+                    }
+                    _ => return Ok(None),
                 }
+                Ok(Some(a))
             })
         }
     }
