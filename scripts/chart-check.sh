@@ -332,7 +332,8 @@ LEASE_RULES = sorted([
     (("coordination.k8s.io",), ("leases",), ("create",), ()),
     (("coordination.k8s.io",), ("leases",), ("get", "update"), ("sqs-access-operator",)),
 ])
-CONFIG_KEYS = {"aws", "organization", "vpcEndpoints", "oidcIssuer", "recheckInterval", "webhook"}
+CONFIG_KEYS = {"aws", "organization", "vpcEndpoints", "oidcIssuer", "recheckInterval", "webhook", "cluster", "events"}
+POD_RULES = [(("",), ("pods",), ("list", "watch"), ())]
 
 
 def rules(role):
@@ -494,7 +495,8 @@ def check_set(name, docs, v, notes):
     if v["rbac"]["create"]:
         cr, crb, role, rb = (one(k) for k in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"))
         if check(cr and crb and role and rb, tag + "one ClusterRole/ClusterRoleBinding/Role/RoleBinding"):
-            check(rules(cr) == CLUSTER_RULES, tag + "ClusterRole rules are exactly the needed ones: %r" % rules(cr))
+            want = sorted(CLUSTER_RULES + (POD_RULES if v.get("watchPods", True) else []))
+            check(rules(cr) == want, tag + "ClusterRole rules are exactly the needed ones: %r" % rules(cr))
             check(rules(role) == LEASE_RULES, tag + "Role rules are exactly the Lease ones: %r" % rules(role))
             for b, r in ((crb, cr), (rb, role)):
                 check(b["roleRef"]["name"] == r["metadata"]["name"] and b["roleRef"]["kind"] == r["kind"]

@@ -25,6 +25,7 @@ use crate::diagnosis::BindingSpec;
     doc = "An SqsAccessBinding says that a service account in this namespace needs access to an SQS queue; the operator checks, continuously, that the account's IAM role can do it, and says why not and how to fix it.",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.reason"}"#,
+    printcolumn = r#"{"name":"Pods","type":"string","jsonPath":".status.conditions[?(@.type==\"WorkloadCredentials\")].status"}"#,
     printcolumn = r#"{"name":"Queue","type":"string","jsonPath":".spec.queue"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -74,6 +75,10 @@ pub struct SqsAccessBindingStatus {
     /// Layers that were not known and so not evaluated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Whether the service account's pods really run with the checked role (the
+    /// WorkloadCredentials condition's details).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadStatus>,
     /// Things that work but deserve attention (e.g. an IRSA annotation that Pod Identity
     /// overrides).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -180,6 +185,44 @@ fn paragraphs(text: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    /// PodsUseCheckedRole, NoPods, StaticCredentialsOverride, PodsNotInjected, PodsNeedRestart,
+    /// TokenAudienceMismatch, TokenNotReadable, RoleUnknown.
+    pub reason: String,
+    pub pods: PodCountsStatus,
+    /// Each problem with up to five of its pods and what to do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<WorkloadProblemStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCountsStatus {
+    /// Running pods of the service account.
+    pub total: u32,
+    /// Pods that get the checked role.
+    pub current: u32,
+    /// Pods with another role or mechanism (started before a change): restart them.
+    pub stale: u32,
+    /// Pods without credentials from EKS (they use the node's role).
+    pub not_injected: u32,
+    /// Pods whose containers set static keys.
+    pub overridden: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadProblemStatus {
+    pub code: String,
+    pub count: u32,
+    pub pods: Vec<String>,
+    pub message: String,
+    /// What to do, e.g. kubectl rollout restart deployment/producer -n orders.
+    pub fix: String,
 }
 
 /// The CRD as YAML, as `sqs-access-operator crd` prints it.

@@ -51,6 +51,11 @@ pub struct LiveArgs {
     /// The VPC endpoint the workload uses.
     #[arg(long, value_name = "VPCE_ID")]
     pub vpc_endpoint_id: Option<String>,
+    /// Also read the service account (its annotations) and its pods from the cluster KUBECONFIG
+    /// (or the in-cluster configuration) points at: the report then says whether the pods run
+    /// with the checked role. Needs --namespace and --service-account.
+    #[arg(long, requires = "service_account")]
+    pub from_cluster: bool,
     /// Operator configuration (reader roles, organization and endpoint policies).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -144,13 +149,70 @@ pub fn run(snapshot: Option<&Path>, output: Output, live: &LiveArgs) -> ExitCode
     ExitCode::from(verdict.exit_code())
 }
 
+/// Reads the service account and its pods from the cluster, the way the operator sees them.
+async fn read_cluster(input: &mut SnapshotInput, keep_role_arn: bool) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    use kube::api::ListParams;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("--from-cluster: cannot reach Kubernetes (KUBECONFIG or in-cluster config): {e}")
+    })?;
+    let ns = input.namespace.clone();
+    let name = input.spec.service_account_name.clone();
+    let sa = kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("--from-cluster: reading serviceaccount {ns}/{name}: {e}"))?;
+    let given = input
+        .service_account
+        .take()
+        .unwrap_or(ServiceAccountEvidence {
+            found: true,
+            annotations: Default::default(),
+        });
+    input.service_account = Some(match sa {
+        None => ServiceAccountEvidence {
+            found: false,
+            annotations: Default::default(),
+        },
+        Some(sa) => {
+            let mut annotations = sa.metadata.annotations.unwrap_or_default();
+            // --role-arn and --audience say what to check, over what the cluster has.
+            if keep_role_arn {
+                annotations.extend(given.annotations);
+            }
+            ServiceAccountEvidence {
+                found: true,
+                annotations,
+            }
+        }
+    });
+    let pods = kube::Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default().fields(&format!("spec.serviceAccountName={name}")))
+        .await
+        .map_err(|e| format!("--from-cluster: listing the pods of {ns}/{name}: {e}"))?;
+    input.pods = Some(
+        pods.items
+            .iter()
+            .map(crate::controller::pods::pod_facts)
+            .collect(),
+    );
+    if input.oidc_issuer.is_none() {
+        input.oidc_issuer = crate::cli::run::discover_issuer(&client).await.ok();
+    }
+    Ok(())
+}
+
 /// Fetches a snapshot from AWS for the CLI's `--live` mode.
 fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions), String> {
     let cfg = match &a.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    if a.role_arn.is_none() && a.cluster_name.is_none() && cfg.cluster.name.is_none() {
+    if a.role_arn.is_none()
+        && a.cluster_name.is_none()
+        && cfg.cluster.name.is_none()
+        && !a.from_cluster
+    {
         return Err("--live needs the workload's role: --role-arn ARN (IRSA), or --cluster-name NAME with --namespace and --service-account (EKS Pod Identity)".into());
     }
     let (namespace, sa) = match (&a.namespace, &a.service_account) {
@@ -187,6 +249,10 @@ fn fetch_live(a: &LiveArgs) -> Result<(Snapshot, crate::diagnosis::SpecOptions),
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let mut input = input;
+    if a.from_cluster {
+        rt.block_on(read_cluster(&mut input, a.role_arn.is_some()))?;
+    }
     let (snap, opts) = rt.block_on(async {
         let source = AwsSource::from_env(cfg, Metrics::default()).await;
         let opts = source.spec_options();

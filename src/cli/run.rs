@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Name of the leader-election Lease (one per installation).
     #[arg(long, default_value = "sqs-access-operator")]
     pub lease_name: String,
+    /// Do not watch pods (no WorkloadCredentials condition; the chart's RBAC then needs no pod
+    /// access).
+    #[arg(long)]
+    pub no_watch_pods: bool,
     /// Run the controller without leader election (single replica, development).
     #[arg(long)]
     pub no_leader_election: bool,
@@ -271,13 +275,18 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
         service_accounts: Arc::new(ApiLookup(client.clone())),
         ..facts
     };
-    let ctx = Arc::new(Context::new(
+    let ctx = Context::new(
         client.clone(),
         controller_facts,
         source.clone(),
         metrics,
         recheck,
-    ));
+    );
+    let ctx = Arc::new(if args.no_watch_pods {
+        ctx
+    } else {
+        ctx.with_pod_watch()
+    });
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(args.no_leader_election);
     if !args.no_leader_election {
         let ns = args

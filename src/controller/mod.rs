@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod leader;
+pub mod pods;
 pub mod status;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -69,6 +70,18 @@ pub struct Context {
     pending: Mutex<HashMap<ObjectRef<SqsAccessBinding>, f64>>,
     /// Requeues into the running controller.
     requeue: Mutex<Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SqsAccessBinding>>>>,
+    /// Whether to watch pods (the WorkloadCredentials condition).
+    watch_pods: bool,
+    /// The pods of every service account, while the controller runs.
+    pods: Mutex<Option<Arc<pods::PodIndex>>>,
+    /// (namespace, service account) → the bindings on it, to re-check them when its pods change.
+    by_account: Mutex<AccountIndex>,
+}
+
+#[derive(Default)]
+struct AccountIndex {
+    bindings: HashMap<(String, String), HashSet<ObjectRef<SqsAccessBinding>>>,
+    binding_account: HashMap<ObjectRef<SqsAccessBinding>, (String, String)>,
 }
 
 /// Documents → bindings, and back.
@@ -153,6 +166,74 @@ impl Context {
             index: Default::default(),
             pending: Default::default(),
             requeue: Mutex::new(None),
+            watch_pods: false,
+            pods: Mutex::new(None),
+            by_account: Default::default(),
+        }
+    }
+
+    /// Also watches pods, and reports whether they run with the checked role.
+    pub fn with_pod_watch(mut self) -> Self {
+        self.watch_pods = true;
+        self
+    }
+
+    /// The pods of a service account, when pods are watched and listed.
+    pub fn pods_of(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Option<Vec<crate::diagnosis::snapshot::PodEvidence>> {
+        let index = self.pods.lock().expect("lock").clone()?;
+        index.pods(namespace, service_account)
+    }
+
+    /// How many pods are kept (for measurements).
+    pub fn pods_kept(&self) -> usize {
+        self.pods
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|i| i.len())
+            .unwrap_or(0)
+    }
+
+    /// Re-checks the bindings on a service account (its pods changed).
+    fn requeue_account(&self, namespace: &str, service_account: &str) {
+        let objs: Vec<_> = self
+            .by_account
+            .lock()
+            .expect("lock")
+            .bindings
+            .get(&(namespace.to_string(), service_account.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        if let Some(tx) = self.requeue.lock().expect("lock").as_ref() {
+            for o in objs {
+                let _ = tx.unbounded_send(o);
+            }
+        }
+    }
+
+    fn remember_account(&self, obj: &ObjectRef<SqsAccessBinding>, key: Option<(String, String)>) {
+        let mut m = self.by_account.lock().expect("lock");
+        let previous = match &key {
+            Some(k) => m.binding_account.insert(obj.clone(), k.clone()),
+            None => m.binding_account.remove(obj),
+        };
+        if previous == key {
+            return;
+        }
+        if let Some(old) = previous
+            && let Some(set) = m.bindings.get_mut(&old)
+        {
+            set.remove(obj);
+            if set.is_empty() {
+                m.bindings.remove(&old);
+            }
+        }
+        if let Some(k) = key {
+            m.bindings.entry(k).or_default().insert(obj.clone());
         }
     }
 
@@ -219,6 +300,7 @@ impl Context {
                 .collect();
             for k in gone {
                 index.remove(&k);
+                self.remember_account(&k, None);
             }
         }
         for (label, o) in [
@@ -244,11 +326,19 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     if b.meta().deletion_timestamp.is_some() {
         ctx.record_verdict(obj_ref.clone(), None);
         ctx.index.lock().expect("lock").remove(&obj_ref);
+        ctx.remember_account(&obj_ref, None);
         return Ok(Action::await_change());
     }
+    let sa_name = b.spec.binding.service_account_name.trim().to_string();
+    let pods = if ctx.watch_pods {
+        ctx.remember_account(&obj_ref, Some((ns.clone(), sa_name.clone())));
+        ctx.pods_of(&ns, &sa_name)
+    } else {
+        None
+    };
     let verdict = match tokio::time::timeout(
         ctx.check_timeout,
-        evaluate_binding_with_deps(&b, &ctx.facts, ctx.source.as_ref(), None),
+        evaluate_binding_with_deps(&b, &ctx.facts, ctx.source.as_ref(), pods),
     )
     .await
     {
@@ -293,6 +383,13 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     let after = status::ready_status(&new).map(str::to_string);
     if before != after {
         publish_transition(&ctx, &b, &verdict).await;
+    }
+    let w_before = status::condition_status(&old, status::WORKLOAD_CONDITION).map(str::to_string);
+    let w_after = status::condition_status(&new, status::WORKLOAD_CONDITION).map(str::to_string);
+    if w_before != w_after
+        && let Some(w) = &verdict.workload
+    {
+        publish_workload_transition(&ctx, &b, w).await;
     }
     ctx.record_verdict(obj_ref.clone(), Some(verdict.verdict));
     ctx.failures.lock().expect("lock").remove(&obj_ref);
@@ -346,6 +443,27 @@ async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {
     }
 }
 
+async fn publish_workload_transition(
+    ctx: &Context,
+    b: &SqsAccessBinding,
+    w: &crate::diagnosis::workload::WorkloadVerdict,
+) {
+    let type_ = match w.status() {
+        "False" => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    let ev = Event {
+        type_,
+        reason: w.reason.as_str(),
+        note: Some(status::truncate(&w.message, 1000)),
+        action: "CheckPods".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
+        tracing::warn!(binding = %status::display_name(b), error = %e, "publishing an event failed");
+    }
+}
+
 /// Per-binding exponential backoff: 1 s, 2 s, 4 s, ... up to 5 minutes.
 pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) -> Action {
     let obj = ObjectRef::from_obj(&*b);
@@ -362,6 +480,15 @@ pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) ->
     let delay = backoff(n);
     tracing::warn!(binding = %status::display_name(&b), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn now_secs() -> f64 {
@@ -387,6 +514,21 @@ pub async fn run(
     let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
     let (requeue_tx, requeue_rx) = futures::channel::mpsc::unbounded();
     *ctx.requeue.lock().expect("lock") = Some(requeue_tx);
+    // The pods, while this controller runs (only the leader needs them).
+    let _pod_watch = ctx.watch_pods.then(|| {
+        let index = Arc::new(pods::PodIndex::default());
+        *ctx.pods.lock().expect("lock") = Some(index.clone());
+        let weak = Arc::downgrade(&ctx);
+        AbortOnDrop(tokio::spawn(pods::watch(
+            ctx.client.clone(),
+            index,
+            move |ns, sa| {
+                if let Some(ctx) = weak.upgrade() {
+                    ctx.requeue_account(ns, sa);
+                }
+            },
+        )))
+    });
     let controller = Controller::new(bindings, watcher::Config::default().any_semantic())
         .reconcile_on(requeue_rx);
     let store = controller.store();

@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{
-    ActionStatus, FixStatus, QueueStatus, ReasonStatus, RoleStatus, SqsAccessBinding,
-    SqsAccessBindingStatus,
+    ActionStatus, FixStatus, PodCountsStatus, QueueStatus, ReasonStatus, RoleStatus,
+    SqsAccessBinding, SqsAccessBindingStatus, WorkloadProblemStatus, WorkloadStatus,
 };
 use crate::diagnosis::check::Mechanism;
 use crate::diagnosis::{Outcome, Verdict};
@@ -57,10 +57,21 @@ pub fn desired_status(
         (Outcome::Indeterminate, _) => format!("cannot decide yet: {message}"),
         (Outcome::Allowed, _) => "nothing blocks this binding".into(),
     };
-    let conditions = vec![
+    let mut conditions = vec![
         condition(old, "Ready", ready, &code, &ready_msg, generation, now),
         condition(old, "Denied", denied, &code, &denied_msg, generation, now),
     ];
+    if let Some(w) = &v.workload {
+        conditions.push(condition(
+            old,
+            WORKLOAD_CONDITION,
+            w.status(),
+            &w.reason.as_str(),
+            &w.message,
+            generation,
+            now,
+        ));
+    }
     let actions = v
         .checks
         .iter()
@@ -136,6 +147,27 @@ pub fn desired_status(
             })
             .collect(),
         notes: v.notes.clone(),
+        workload: v.workload.as_ref().map(|w| WorkloadStatus {
+            reason: w.reason.as_str(),
+            pods: PodCountsStatus {
+                total: w.pods.total as u32,
+                current: w.pods.current as u32,
+                stale: w.pods.stale as u32,
+                not_injected: w.pods.not_injected as u32,
+                overridden: w.pods.overridden as u32,
+            },
+            problems: w
+                .problems
+                .iter()
+                .map(|p| WorkloadProblemStatus {
+                    code: p.code.as_str(),
+                    count: p.count as u32,
+                    pods: p.pods.clone(),
+                    message: truncate(&p.message, MAX_MESSAGE),
+                    fix: truncate(&p.fix, MAX_MESSAGE),
+                })
+                .collect(),
+        }),
         warnings: v
             .warnings
             .iter()
@@ -176,6 +208,17 @@ pub fn meaningfully_different(a: &SqsAccessBindingStatus, b: &SqsAccessBindingSt
         ..s.clone()
     };
     strip(a) != strip(b)
+}
+
+/// The condition that says whether the pods run with the checked role.
+pub const WORKLOAD_CONDITION: &str = "WorkloadCredentials";
+
+/// A condition's status, if any.
+pub fn condition_status<'a>(s: &'a SqsAccessBindingStatus, type_: &str) -> Option<&'a str> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
 }
 
 /// The `Ready` condition's status, if any.

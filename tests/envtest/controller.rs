@@ -124,13 +124,16 @@ async fn start_controller(client: Client) -> Running {
         service_accounts: Arc::new(ApiLookup(client.clone())),
         oidc_issuer: Some(ISSUER.into()),
     };
-    let ctx = Arc::new(Context::new(
-        client,
-        facts,
-        Arc::new(AsOrders(ExampleSource)),
-        Metrics::default(),
-        Duration::from_secs(300),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            facts,
+            Arc::new(AsOrders(ExampleSource)),
+            Metrics::default(),
+            Duration::from_secs(300),
+        )
+        .with_pod_watch(),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(controller::run(
         ctx.clone(),

@@ -72,32 +72,30 @@ async fn kubectl_get_shows_the_short_name_and_printer_columns() {
         )
         .await;
     let table = server.kubectl_ok(&["-n", &ns, "get", "sqsab"], None).await;
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
+    let cells = table_row(&table);
+    // Every printer column of the CRD, in its order, after the name.
+    let columns: Vec<String> = std::iter::once("NAME".to_string())
+        .chain(printer_columns().iter().map(|c| c.to_uppercase()))
         .collect();
     assert_eq!(
-        header,
-        ["NAME", "READY", "REASON", "QUEUE", "AGE"],
+        cells.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),
+        columns,
         "{table}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let cell = |h: &str| {
+        cells
+            .iter()
+            .find(|(name, _)| name == h)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(cell("NAME"), Some("producer-orders"), "{table}");
+    assert_eq!(cell("READY"), Some("False"), "{table}");
     assert_eq!(
-        row[..4],
-        [
-            "producer-orders",
-            "False",
-            "IdentityPolicyDoesNotAllow",
-            HEALTHY_QUEUE
-        ],
+        cell("REASON"),
+        Some("IdentityPolicyDoesNotAllow"),
         "{table}"
     );
+    assert_eq!(cell("QUEUE"), Some(HEALTHY_QUEUE), "{table}");
     // The category finds it too.
     let by_category = server
         .kubectl_ok(&["-n", &ns, "get", "sqsaccess", "-o", "name"], None)
@@ -140,4 +138,48 @@ async fn the_api_server_refuses_what_the_schema_forbids() {
         assert!(!out.status.success(), "{spec} was accepted");
         assert!(err.contains(expect), "{spec}: {err}");
     }
+}
+
+/// The names of the CRD's printer columns, from `crds/`.
+fn printer_columns() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/sqsaccessbinding.yaml"
+    ))
+    .unwrap();
+    let crd: serde_json::Value = sqs_access_operator::yaml::from_str(&text).unwrap();
+    crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The header and first row of `kubectl get`'s table, as (column, cell) pairs: cells are cut at
+/// the header's column starts, so an empty cell stays empty.
+fn table_row(table: &str) -> Vec<(String, String)> {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let row = lines.next().unwrap_or_default();
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let end = starts.get(n + 1).copied();
+            let cut = |s: &str| {
+                let e = end.unwrap_or(s.len()).min(s.len());
+                s.get(start.min(e)..e)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            (cut(header), cut(row))
+        })
+        .collect()
 }

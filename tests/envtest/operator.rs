@@ -327,6 +327,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "serviceaccounts"),
     ("list", "serviceaccounts"),
     ("watch", "serviceaccounts"),
+    ("list", "pods"),
+    ("watch", "pods"),
     ("list", "namespaces"),
     ("watch", "namespaces"),
     ("create", "events"),

@@ -1,0 +1,429 @@
+//! The pods themselves: one watch of all pods, each reduced on arrival to the few facts that
+//! decide its AWS credentials ([`PodEvidence`]: the AWS variables, token volumes, users,
+//! owner), kept by namespace and service account. Full pod objects are never stored. A change
+//! of a service account's pods (one created, deleted, or its credentials changed) re-checks the
+//! bindings on that account.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::diagnosis::snapshot::{
+    ContainerEvidence, MountEvidence, PodEvidence, PodOwner, TokenVolumeEvidence,
+};
+
+/// The environment variables that decide which credentials an AWS SDK uses.
+const AWS_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+];
+
+/// (namespace, service account) → pod name → facts.
+type ByAccount = HashMap<(String, String), BTreeMap<String, PodEvidence>>;
+
+/// The pods of every service account, as facts.
+#[derive(Default)]
+pub struct PodIndex {
+    by_account: Mutex<ByAccount>,
+    /// pod (namespace, name) → its service account, to find it again on deletion.
+    account_of: Mutex<HashMap<(String, String), String>>,
+    synced: std::sync::atomic::AtomicBool,
+}
+
+impl PodIndex {
+    /// The pods of a service account; `None` until the first full list arrived.
+    pub fn pods(&self, namespace: &str, service_account: &str) -> Option<Vec<PodEvidence>> {
+        if !self.synced.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let m = self.by_account.lock().expect("lock");
+        Some(
+            m.get(&(namespace.to_string(), service_account.to_string()))
+                .map(|pods| pods.values().cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// How many pods are kept.
+    pub fn len(&self) -> usize {
+        self.account_of.lock().expect("lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records a pod; returns its service account when what it holds changed.
+    fn apply(&self, pod: &Pod) -> Option<(String, String)> {
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let facts = pod_facts(pod);
+        let previous = self
+            .account_of
+            .lock()
+            .expect("lock")
+            .insert((ns.clone(), name.clone()), sa.clone());
+        let mut m = self.by_account.lock().expect("lock");
+        // A pod's service account cannot change, but be safe: drop it from the old one.
+        if let Some(old) = previous.filter(|o| *o != sa)
+            && let Some(pods) = m.get_mut(&(ns.clone(), old))
+        {
+            pods.remove(&name);
+        }
+        let pods = m.entry((ns.clone(), sa.clone())).or_default();
+        if pods.get(&name) == Some(&facts) {
+            return None;
+        }
+        pods.insert(name, facts);
+        Some((ns, sa))
+    }
+
+    fn delete(&self, namespace: &str, name: &str) -> Option<(String, String)> {
+        let sa = self
+            .account_of
+            .lock()
+            .expect("lock")
+            .remove(&(namespace.to_string(), name.to_string()))?;
+        let mut m = self.by_account.lock().expect("lock");
+        let key = (namespace.to_string(), sa);
+        if let Some(pods) = m.get_mut(&key) {
+            pods.remove(name);
+            if pods.is_empty() {
+                m.remove(&key);
+            }
+        }
+        Some(key)
+    }
+
+    /// Replaces everything after a full (re-)list; returns the accounts whose pods changed.
+    fn replace(&self, pods: Vec<Pod>) -> Vec<(String, String)> {
+        let mut changed: Vec<(String, String)> = Vec::new();
+        let mut seen: std::collections::HashSet<(String, String)> = Default::default();
+        for p in &pods {
+            seen.insert((p.namespace().unwrap_or_default(), p.name_any()));
+            if let Some(k) = self.apply(p) {
+                changed.push(k);
+            }
+        }
+        let gone: Vec<(String, String)> = self
+            .account_of
+            .lock()
+            .expect("lock")
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            changed.extend(self.delete(&ns, &name));
+        }
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
+        changed.sort();
+        changed.dedup();
+        changed
+    }
+}
+
+/// Watches every pod until the stream ends (never, in practice), keeping `index` current and
+/// calling `changed(namespace, service_account)` when an account's pods changed.
+pub async fn watch(
+    client: Client,
+    index: Arc<PodIndex>,
+    changed: impl Fn(&str, &str) + Send + Sync + 'static,
+) {
+    let api: Api<Pod> = Api::all(client);
+    let mut relist: Vec<Pod> = Vec::new();
+    let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    while let Some(ev) = stream.next().await {
+        let touched: Vec<(String, String)> = match ev {
+            Ok(watcher::Event::Init) => {
+                relist.clear();
+                vec![]
+            }
+            // Only the facts are kept while a list is in progress.
+            Ok(watcher::Event::InitApply(p)) => {
+                relist.push(slim(p));
+                vec![]
+            }
+            Ok(watcher::Event::InitDone) => index.replace(std::mem::take(&mut relist)),
+            Ok(watcher::Event::Apply(p)) => index.apply(&p).into_iter().collect(),
+            Ok(watcher::Event::Delete(p)) => index
+                .delete(&p.namespace().unwrap_or_default(), &p.name_any())
+                .into_iter()
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "watching pods failed; retrying");
+                vec![]
+            }
+        };
+        for (ns, sa) in touched {
+            changed(&ns, &sa);
+        }
+    }
+}
+
+/// Drops what the facts do not need before a listed pod waits for the end of the list.
+fn slim(mut p: Pod) -> Pod {
+    p.metadata.managed_fields = None;
+    p.metadata.annotations = None;
+    p.metadata.labels = p.metadata.labels.map(|mut l| {
+        l.retain(|k, _| k == "pod-template-hash");
+        l
+    });
+    p.status = p.status.map(|s| k8s_openapi::api::core::v1::PodStatus {
+        phase: s.phase,
+        ..Default::default()
+    });
+    p
+}
+
+/// The facts of a pod that decide its AWS credentials.
+pub fn pod_facts(p: &Pod) -> PodEvidence {
+    let spec = p.spec.clone().unwrap_or_default();
+    let sc = spec.security_context.as_ref();
+    let token_volumes = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let sources = v.projected.as_ref()?.sources.as_ref()?;
+            let t = sources
+                .iter()
+                .find_map(|s| s.service_account_token.as_ref())?;
+            Some(TokenVolumeEvidence {
+                name: v.name.clone(),
+                audience: t.audience.clone(),
+                path: Some(t.path.clone()),
+            })
+        })
+        .collect::<Vec<_>>();
+    let token_names: Vec<&str> = token_volumes.iter().map(|v| v.name.as_str()).collect();
+    let container = |c: &Container, init: bool| ContainerEvidence {
+        name: c.name.clone(),
+        init,
+        run_as_user: c.security_context.as_ref().and_then(|s| s.run_as_user),
+        env: c
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| AWS_VARS.contains(&e.name.as_str()))
+            .map(|e| {
+                let v = match (&e.value, &e.value_from) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(f)) => match (&f.secret_key_ref, &f.config_map_key_ref) {
+                        (Some(s), _) => format!("valueFrom:secretKeyRef:{}/{}", s.name, s.key),
+                        (_, Some(c)) => format!("valueFrom:configMapKeyRef:{}/{}", c.name, c.key),
+                        _ => "valueFrom".into(),
+                    },
+                    (None, None) => String::new(),
+                };
+                (e.name.clone(), v)
+            })
+            .collect(),
+        env_from: c
+            .env_from
+            .iter()
+            .flatten()
+            .filter_map(|f| {
+                f.secret_ref
+                    .as_ref()
+                    .map(|s| format!("secret/{}", s.name))
+                    .or_else(|| {
+                        f.config_map_ref
+                            .as_ref()
+                            .map(|c| format!("configmap/{}", c.name))
+                    })
+            })
+            .collect(),
+        mounts: c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| token_names.contains(&m.name.as_str()))
+            .map(|m| MountEvidence {
+                volume: m.name.clone(),
+                path: m.mount_path.clone(),
+            })
+            .collect(),
+    };
+    let mut containers: Vec<ContainerEvidence> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| container(c, true))
+        .collect();
+    containers.extend(spec.containers.iter().map(|c| container(c, false)));
+    PodEvidence {
+        name: p.name_any(),
+        created_at: p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+        owner: owner(p),
+        phase: p.status.as_ref().and_then(|s| s.phase.clone()),
+        deleting: p.metadata.deletion_timestamp.is_some(),
+        fs_group: sc.and_then(|s| s.fs_group),
+        run_as_user: sc.and_then(|s| s.run_as_user),
+        token_volumes,
+        containers,
+    }
+}
+
+/// The workload that re-creates a pod: a ReplicaSet made by a Deployment is named by the
+/// Deployment (the ReplicaSet's name is the Deployment's plus `-<pod-template-hash>`).
+fn owner(p: &Pod) -> Option<PodOwner> {
+    let r = p
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))?;
+    let hash = p
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"));
+    if r.kind == "ReplicaSet"
+        && let Some(h) = hash
+        && let Some(deploy) = r.name.strip_suffix(&format!("-{h}"))
+    {
+        return Some(PodOwner {
+            kind: "Deployment".into(),
+            name: deploy.to_string(),
+        });
+    }
+    Some(PodOwner {
+        kind: r.kind.clone(),
+        name: r.name.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod as the API server returns it after the EKS pod identity webhook mutated it.
+    fn injected_pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "producer-7c9d8f6b5-x2k4p", "namespace": "orders",
+                "creationTimestamp": "2026-11-25T10:00:00Z",
+                "labels": {"app": "producer", "pod-template-hash": "7c9d8f6b5"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "producer-7c9d8f6b5", "uid": "3f1b", "controller": true,
+                    "blockOwnerDeletion": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}]
+            },
+            "spec": {
+                "serviceAccountName": "producer",
+                "securityContext": {"fsGroup": 65534},
+                "containers": [{
+                    "name": "app", "image": "example/producer:1.2.3",
+                    "env": [
+                        {"name": "LOG_LEVEL", "value": "info"},
+                        {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"},
+                        {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
+                        {"name": "AWS_REGION", "value": "us-east-1"},
+                        {"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111111111111:role/orders-producer"},
+                        {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"},
+                        {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "legacy", "key": "id"}}}
+                    ],
+                    "envFrom": [{"secretRef": {"name": "more-env"}}],
+                    "volumeMounts": [
+                        {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true},
+                        {"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}
+                    ]
+                }],
+                "volumes": [
+                    {"name": "aws-iam-token", "projected": {"defaultMode": 420, "sources": [
+                        {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}},
+                    {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}
+                ]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.1.23"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_becomes_the_facts_that_decide_its_credentials() {
+        let f = pod_facts(&injected_pod());
+        assert_eq!(
+            f.owner,
+            Some(PodOwner {
+                kind: "Deployment".into(),
+                name: "producer".into()
+            })
+        );
+        assert_eq!(f.phase.as_deref(), Some("Running"));
+        assert_eq!(f.fs_group, Some(65534));
+        assert_eq!(f.created_at.as_deref(), Some("2026-11-25T10:00:00Z"));
+        let c = &f.containers[0];
+        assert!(
+            !c.env.contains_key("LOG_LEVEL"),
+            "only AWS variables are kept"
+        );
+        assert_eq!(
+            c.env["AWS_ACCESS_KEY_ID"],
+            "valueFrom:secretKeyRef:legacy/id"
+        );
+        assert_eq!(c.env_from, vec!["secret/more-env".to_string()]);
+        // The token volume with an audience and its mount, not the API access volume's mount.
+        let aws = f
+            .token_volumes
+            .iter()
+            .find(|v| v.name == "aws-iam-token")
+            .unwrap();
+        assert_eq!(aws.audience.as_deref(), Some("sts.amazonaws.com"));
+        assert!(c.mounts.iter().any(|m| m.volume == "aws-iam-token"));
+    }
+
+    #[test]
+    fn the_index_reports_only_real_changes() {
+        let idx = PodIndex::default();
+        let p = injected_pod();
+        assert_eq!(
+            idx.replace(vec![p.clone()]),
+            vec![("orders".into(), "producer".into())]
+        );
+        assert_eq!(idx.pods("orders", "producer").unwrap().len(), 1);
+        // A status change that does not touch the facts re-checks nothing.
+        let mut ready = p.clone();
+        ready.status.as_mut().unwrap().pod_ip = Some("10.0.1.24".into());
+        assert_eq!(idx.apply(&ready), None);
+        assert_eq!(
+            idx.delete("orders", "producer-7c9d8f6b5-x2k4p"),
+            Some(("orders".into(), "producer".into()))
+        );
+        assert!(idx.pods("orders", "producer").unwrap().is_empty());
+        assert!(
+            PodIndex::default().pods("orders", "producer").is_none(),
+            "not listed yet"
+        );
+    }
+}
