@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::admin::{self, AdminState};
 use crate::aws::AwsSource;
-use crate::binding::{ClusterFacts, StoreLookup};
+use crate::binding::{ApiLookup, ClusterFacts, StoreLookup};
 use crate::config::{Config, parse_duration};
 use crate::controller::leader::LeaderElection;
 use crate::controller::{self, Context};
@@ -283,7 +283,21 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     admin_state.ready.store(true, Ordering::Relaxed);
     tracing::info!("caches synced; ready");
 
-    let ctx = Context::new(client.clone(), facts, source.clone(), metrics, recheck);
+    // The controller reads service accounts through the API server, not the webhook's cache: a
+    // re-check triggered by a ServiceAccount change must see that change, and the cache is fed by
+    // another watch that may not have delivered it yet (the status would stay stale until the
+    // next periodic re-check).
+    let controller_facts = ClusterFacts {
+        service_accounts: Arc::new(ApiLookup(client.clone())),
+        ..facts
+    };
+    let ctx = Context::new(
+        client.clone(),
+        controller_facts,
+        source.clone(),
+        metrics,
+        recheck,
+    );
     let ctx = Arc::new(if args.no_watch_pods {
         ctx
     } else {

@@ -1,8 +1,11 @@
 //! Shared test support: the AWS emulator (moto) started by `scripts/with-moto.sh`, SDK
-//! configurations for it, and a tiny HTTP server that answers every request the same way (to
-//! inject throttling, access denied and server errors, which the emulator cannot produce).
+//! configurations for it, a tiny HTTP server that answers every request the same way (to
+//! inject throttling, access denied and server errors, which the emulator cannot produce), and
+//! a real Kubernetes API server ([`envtest`]).
 
 #![allow(dead_code)]
+
+pub mod envtest;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,6 +237,27 @@ pub mod fakes {
         }
         fn spec_options(&self) -> SpecOptions {
             SpecOptions::default()
+        }
+    }
+
+    /// Answers for a binding in any namespace as the wrapped source does for `orders`, the
+    /// namespace the example snapshots describe (their trust policies name
+    /// `system:serviceaccount:orders:producer`); tests against a real API server use a fresh
+    /// namespace each.
+    pub struct AsOrders<S>(pub S);
+
+    impl<S: SnapshotSource> SnapshotSource for AsOrders<S> {
+        fn snapshot<'a>(&'a self, input: &'a SnapshotInput) -> BoxFuture<'a, Snapshot> {
+            Box::pin(async move {
+                let input = SnapshotInput {
+                    namespace: "orders".into(),
+                    ..input.clone()
+                };
+                self.0.snapshot(&input).await
+            })
+        }
+        fn spec_options(&self) -> SpecOptions {
+            self.0.spec_options()
         }
     }
 

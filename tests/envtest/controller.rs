@@ -1,0 +1,404 @@
+//! The controller in-process against a real API server, wired as `run` wires it (service
+//! accounts read through the API server), with the example-backed fake source standing in for
+//! AWS.
+//! Each test has its own API server: a controller watches every namespace.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use sqs_access_operator::binding::{ApiLookup, ClusterFacts};
+use sqs_access_operator::controller::leader::LeaderElection;
+use sqs_access_operator::controller::{self, Context, FIELD_MANAGER};
+use sqs_access_operator::crd::SqsAccessBinding;
+use sqs_access_operator::metrics::{Metrics, ResultLabels};
+
+use crate::support::envtest::{ApiServer, Options, eventually};
+use crate::support::fakes::{AsOrders, ExampleSource};
+
+/// Healthy in the fake source.
+pub const HEALTHY_QUEUE: &str = "arn:aws:sqs:us-east-1:222222222222:orders";
+/// Lacks the identity policy in the fake source.
+pub const DENIED_QUEUE: &str = "arn:aws:sqs:us-east-1:111111111111:orders";
+pub const ROLE: &str = "arn:aws:iam::111111111111:role/orders-producer";
+pub const ISSUER: &str =
+    "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A ServiceAccount, annotated with the example role or not.
+pub async fn service_account(client: &Client, ns: &str, name: &str, role: Option<&str>) {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let mut sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}});
+    if let Some(r) = role {
+        sa["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": r});
+    }
+    api.create(&PostParams::default(), &serde_json::from_value(sa).unwrap())
+        .await
+        .unwrap();
+}
+
+pub async fn binding(client: &Client, ns: &str, name: &str, queue: &str) -> SqsAccessBinding {
+    let api: Api<SqsAccessBinding> = Api::namespaced(client.clone(), ns);
+    let b = serde_json::from_value(json!({
+        "apiVersion": "sqsaccess.io/v1alpha1", "kind": "SqsAccessBinding",
+        "metadata": {"name": name},
+        "spec": {"serviceAccountName": "producer", "queue": queue, "access": ["Send"]}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &b).await.unwrap()
+}
+
+/// Waits until the binding's Ready condition has `status`.
+pub async fn wait_ready(client: &Client, ns: &str, name: &str, status: &str) -> SqsAccessBinding {
+    let api: Api<SqsAccessBinding> = Api::namespaced(client.clone(), ns);
+    eventually(WAIT, &format!("{ns}/{name} Ready={status}"), || async {
+        let b = api.get(name).await.ok()?;
+        (ready(&b) == Some(status)).then_some(b)
+    })
+    .await
+}
+
+pub fn ready(b: &SqsAccessBinding) -> Option<&str> {
+    b.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
+/// The binding's Events, oldest first.
+pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut evs: Vec<Event> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    evs.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    evs
+}
+
+/// Waits for an Event with this reason about the binding.
+pub async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) -> Event {
+    eventually(
+        WAIT,
+        &format!("an Event {reason} for {ns}/{name}"),
+        || async {
+            events(client, ns, name)
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+        },
+    )
+    .await
+}
+
+/// A running controller; stopped when dropped.
+struct Running {
+    ctx: Arc<Context>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    fn reconciles(&self) -> u64 {
+        self.ctx
+            .metrics
+            .reconciles
+            .get_or_create(&ResultLabels { result: "ok" })
+            .get()
+    }
+}
+
+async fn start_controller(client: Client) -> Running {
+    let facts = ClusterFacts {
+        service_accounts: Arc::new(ApiLookup(client.clone())),
+        oidc_issuer: Some(ISSUER.into()),
+    };
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            facts,
+            Arc::new(AsOrders(ExampleSource)),
+            Metrics::default(),
+            Duration::from_secs(300),
+        )
+        .with_pod_watch(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(controller::run(
+        ctx.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        || {},
+    ));
+    Running { ctx, _stop: stop }
+}
+
+fn writes_to(log: &Mutex<Vec<String>>, fragment: &str) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.contains(fragment))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_server_side_applied_once_and_a_second_pass_writes_nothing() {
+    let Some(server) = ApiServer::start(Options::default()) else {
+        return;
+    };
+    server.install_crd().await;
+    let admin = server.client().await;
+    let ns = server.namespace("ctl").await;
+    service_account(&admin, &ns, "producer", Some(ROLE)).await;
+    binding(&admin, &ns, "healthy", HEALTHY_QUEUE).await;
+    binding(&admin, &ns, "denied", DENIED_QUEUE).await;
+    let (client, writes) = server.recording_client().await;
+    let ctl = start_controller(client).await;
+
+    // Allowed: conditions, verdict, role, per-action results.
+    let b = wait_ready(&admin, &ns, "healthy", "True").await;
+    let st = b.status.clone().unwrap();
+    assert_eq!(st.verdict.as_deref(), Some("Allowed"));
+    assert_eq!(st.reason.as_deref(), Some("Allowed"));
+    assert_eq!(st.observed_generation, b.metadata.generation);
+    let denied = st.conditions.iter().find(|c| c.type_ == "Denied").unwrap();
+    assert_eq!(denied.status, "False");
+    assert!(
+        st.conditions
+            .iter()
+            .all(|c| c.observed_generation == b.metadata.generation)
+    );
+    assert_eq!(st.role.as_ref().map(|r| r.arn.as_str()), Some(ROLE));
+    assert!(
+        st.actions
+            .iter()
+            .any(|a| a.action == "sqs:SendMessage" && a.decision == "Allow"),
+        "{:?}",
+        st.actions
+    );
+    assert!(st.last_checked.is_some());
+    // Written by server-side apply, to the status subresource, under the operator's manager.
+    let managed = b.metadata.managed_fields.clone().unwrap_or_default();
+    assert!(
+        managed
+            .iter()
+            .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref() == Some("status")),
+        "{managed:?}"
+    );
+
+    // Denied: the reason, its layer, the fix with the statement to add, a Warning Event.
+    let d = wait_ready(&admin, &ns, "denied", "False").await;
+    let st = d.status.clone().unwrap();
+    assert_eq!(st.reason.as_deref(), Some("IdentityPolicyDoesNotAllow"));
+    assert_eq!(st.reasons[0].layer, "identityPolicy");
+    assert_eq!(st.reasons[0].action.as_deref(), Some("sqs:SendMessage"));
+    let fix = &st.fixes[0];
+    assert!(fix.target.contains(ROLE), "{fix:?}");
+    assert!(
+        fix.statement
+            .as_deref()
+            .unwrap_or_default()
+            .contains("sqs:SendMessage"),
+        "{fix:?}"
+    );
+    let denied = st.conditions.iter().find(|c| c.type_ == "Denied").unwrap();
+    assert_eq!(
+        (denied.status.as_str(), denied.reason.as_str()),
+        ("True", "IdentityPolicyDoesNotAllow")
+    );
+    assert!(denied.message.contains("Fix:"), "{}", denied.message);
+    let ev = wait_event(&admin, &ns, "denied", "IdentityPolicyDoesNotAllow").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    assert_eq!(ev.reporting_controller.as_deref(), Some(FIELD_MANAGER));
+    assert!(ev.note.unwrap_or_default().contains("sqs:SendMessage"));
+    let ev = wait_event(&admin, &ns, "healthy", "Ready").await;
+    assert_eq!(ev.type_.as_deref(), Some("Normal"));
+
+    // What a user reads: `kubectl describe` shows the conditions, the fix and the Event.
+    let describe = server
+        .kubectl_ok(&["-n", &ns, "describe", "sqsab", "denied"], None)
+        .await;
+    for needle in ["IdentityPolicyDoesNotAllow", "Fix:", "Events:", "Warning"] {
+        assert!(
+            describe.contains(needle),
+            "describe lacks {needle}:\n{describe}"
+        );
+    }
+
+    // Exactly one status write and one Event per binding.
+    for name in ["healthy", "denied"] {
+        let path = format!("/namespaces/{ns}/sqsaccessbindings/{name}/status");
+        assert_eq!(
+            writes_to(&writes, &path).len(),
+            1,
+            "{:?}",
+            writes.lock().unwrap()
+        );
+        assert_eq!(events(&admin, &ns, name).await.len(), 1);
+    }
+    let all = writes.lock().unwrap().clone();
+    assert_eq!(all.len(), 4, "two status patches, two Events: {all:?}");
+    assert!(
+        all.iter()
+            .all(|w| w.starts_with("PATCH ") && w.ends_with("/status")
+                || w == &format!("POST /apis/events.k8s.io/v1/namespaces/{ns}/events")),
+        "{all:?}"
+    );
+
+    // A second pass with nothing changed (a label edit triggers it) writes nothing.
+    let api: Api<SqsAccessBinding> = Api::namespaced(admin.clone(), &ns);
+    let before = ctl.reconciles();
+    let labelled = api
+        .patch(
+            "healthy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "orders"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "a reconcile after the label edit", || async {
+        (ctl.reconciles() > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        writes.lock().unwrap().len(),
+        4,
+        "{:?}",
+        writes.lock().unwrap()
+    );
+    let after = api.get("healthy").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, labelled.metadata.resource_version,
+        "the object is unchanged since the label edit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_annotation_change_rechecks_with_an_event_per_transition() {
+    let Some(server) = ApiServer::start(Options::default()) else {
+        return;
+    };
+    server.install_crd().await;
+    let admin = server.client().await;
+    let ns = server.namespace("ctl-sa").await;
+    service_account(&admin, &ns, "producer", Some(ROLE)).await;
+    binding(&admin, &ns, "producer-orders", HEALTHY_QUEUE).await;
+    let _ctl = start_controller(admin.clone()).await;
+    wait_ready(&admin, &ns, "producer-orders", "True").await;
+    wait_event(&admin, &ns, "producer-orders", "Ready").await;
+
+    // The role annotation goes: only the ServiceAccount watch can trigger this re-check (the
+    // periodic one is 5 minutes away).
+    server
+        .kubectl_ok(
+            &[
+                "-n",
+                &ns,
+                "annotate",
+                "serviceaccount",
+                "producer",
+                "eks.amazonaws.com/role-arn-",
+            ],
+            None,
+        )
+        .await;
+    let b = wait_ready(&admin, &ns, "producer-orders", "False").await;
+    assert_eq!(
+        b.status.unwrap().reason.as_deref(),
+        Some("ServiceAccountHasNoRole")
+    );
+    let ev = wait_event(&admin, &ns, "producer-orders", "ServiceAccountHasNoRole").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+
+    // And comes back.
+    server
+        .kubectl_ok(
+            &[
+                "-n",
+                &ns,
+                "annotate",
+                "serviceaccount",
+                "producer",
+                &format!("eks.amazonaws.com/role-arn={ROLE}"),
+            ],
+            None,
+        )
+        .await;
+    wait_ready(&admin, &ns, "producer-orders", "True").await;
+    eventually(WAIT, "a second Ready Event", || async {
+        let evs = events(&admin, &ns, "producer-orders").await;
+        let ready: u32 = evs
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("Ready"))
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count as u32))
+            .sum();
+        (ready >= 2).then_some(())
+    })
+    .await;
+    let reasons: Vec<String> = events(&admin, &ns, "producer-orders")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert_eq!(
+        reasons.len(),
+        2,
+        "one Event per reason, repeats counted: {reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_taken_renewed_and_respected() {
+    let Some(server) = ApiServer::shared() else {
+        return;
+    };
+    let client = server.client().await;
+    let ns = server.namespace("lease").await;
+    let (tx, mut leading) = tokio::sync::watch::channel(false);
+    let elector = tokio::spawn(
+        LeaderElection::new(client.clone(), &ns, "sqs-access-operator", "pod-a").run(tx),
+    );
+    eventually(WAIT, "pod-a leading", || {
+        let v = *leading.borrow_and_update();
+        async move { v.then_some(()) }
+    })
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let first = leases
+        .get("sqs-access-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(first.holder_identity.as_deref(), Some("pod-a"));
+    assert_eq!(first.lease_duration_seconds, Some(15));
+    // Another replica is refused while the lease is fresh.
+    let b = LeaderElection::new(client.clone(), &ns, "sqs-access-operator", "pod-b");
+    assert!(!b.try_acquire().await.unwrap());
+    // The holder renews it (every 5 s).
+    let renewed = eventually(Duration::from_secs(20), "a renewal", || async {
+        let spec = leases.get("sqs-access-operator").await.ok()?.spec?;
+        (spec.renew_time != first.renew_time).then_some(spec)
+    })
+    .await;
+    assert_eq!(renewed.holder_identity.as_deref(), Some("pod-a"));
+    assert_eq!(renewed.acquire_time, first.acquire_time);
+    assert!(*leading.borrow());
+    elector.abort();
+}
