@@ -323,7 +323,7 @@ CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding
 CLUSTER_RULES = sorted([
     (("sqsaccess.io",), ("sqsaccessbindings",), ("get", "list", "watch"), ()),
     (("sqsaccess.io",), ("sqsaccessbindings/status",), ("patch", "update"), ()),
-    (("",), ("namespaces", "serviceaccounts"), ("get", "list", "watch"), ()),
+    (("",), ("namespaces", "serviceaccounts"), ("list", "watch"), ()),
     (("events.k8s.io",), ("events",), ("create", "patch"), ()),
     (("",), ("events",), ("create", "patch"), ()),
     ((), (), ("get",), ("/.well-known/openid-configuration",)),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
@@ -46,8 +47,8 @@ impl ServiceAccountLookup for ApiLookup {
     }
 }
 
-/// Reads from a watch-fed cache (no request per check; what the webhook needs for speed).
-pub struct StoreLookup(pub Store<ServiceAccount>);
+/// Reads from a watch-fed cache of service account metadata (no request per check).
+pub struct StoreLookup(pub Store<PartialObjectMeta<ServiceAccount>>);
 
 impl ServiceAccountLookup for StoreLookup {
     fn annotations<'a>(

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub events: Family<ResultLabels, Counter>,
     /// From a change's `detail.eventTime` to the re-check of a binding it touched.
     pub event_delay: Histogram,
+    /// Seconds since the least recently checked binding was checked.
+    pub oldest_check: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,6 +66,7 @@ impl Default for Metrics {
             event_delay: Histogram::new([
                 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
             ]),
+            oldest_check: Gauge::default(),
         }
     }
 }
@@ -109,6 +112,11 @@ impl Metrics {
             "sqs_access_events",
             "Change events received from the events queue, by result (matched: touched a cached document or a binding; ignored: nothing the operator reads; unparseable: deleted without effect)",
             self.events.clone(),
+        );
+        r.register(
+            "sqs_access_oldest_check_age_seconds",
+            "Seconds since the least recently checked binding was checked against AWS (freshness; status.lastChecked is refreshed only hourly)",
+            self.oldest_check.clone(),
         );
         r.register(
             "sqs_access_event_delay_seconds",

@@ -64,13 +64,29 @@ fn context(client: Client) -> Arc<Context> {
             "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE".into(),
         ),
     };
-    Arc::new(Context::new(
-        client,
-        facts,
-        Arc::new(support::fakes::ExampleSource),
-        Metrics::default(),
-        Duration::from_secs(300),
-    ))
+    Arc::new(
+        Context::new(
+            client,
+            facts,
+            Arc::new(support::fakes::ExampleSource),
+            Metrics::default(),
+            Duration::from_secs(300),
+        )
+        .without_jitter(),
+    )
+}
+
+/// The first sight of a binding whose status is current (a restart, a new leader): no request
+/// at all (it is re-checked later, at a random point within the interval).
+async fn first_sight(ctx: &Arc<Context>, b: SqsAccessBinding, handle: &mut Handle) {
+    let action = reconcile(Arc::new(b), ctx.clone()).await.unwrap();
+    assert_ne!(action, Action::await_change());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), handle.next_request())
+            .await
+            .is_err(),
+        "no request on first sight"
+    );
 }
 
 fn mock() -> (Client, Handle) {
@@ -272,6 +288,7 @@ async fn an_unchanged_fresh_status_is_not_written_again() {
     let ctx = context(client);
     let status = first_status(&ctx).await;
     assert_eq!(status.verdict.as_deref(), Some("Allowed"));
+    first_sight(&ctx, binding(Some(status.clone()), "producer"), &mut handle).await;
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 200, service_account(true)).await;
         handle
@@ -297,6 +314,7 @@ async fn a_changed_verdict_keeps_the_unchanged_conditions_transition_time() {
     for c in &mut old.conditions {
         c.last_transition_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(hour_ago);
     }
+    first_sight(&ctx, binding(Some(old.clone()), "producer"), &mut handle).await;
     let server = tokio::spawn(async move {
         expect_sa_get(&mut handle, 200, service_account(false)).await;
         let status = expect_status_patch(&mut handle, 200).await;

@@ -161,7 +161,9 @@ impl AwsSource {
         let base = base
             .to_builder()
             .retry_config(
-                RetryConfig::standard()
+                // Adaptive: a client throttled by AWS also slows itself down (a token bucket),
+                // so a fleet's reads stay within the API's request rate.
+                RetryConfig::adaptive()
                     .with_max_attempts(cfg.aws.max_attempts.max(1))
                     .with_initial_backoff(Duration::from_millis(200)),
             )

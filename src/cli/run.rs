@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::admin::{self, AdminState};
 use crate::aws::AwsSource;
-use crate::binding::{ApiLookup, ClusterFacts, StoreLookup};
+use crate::binding::{ClusterFacts, StoreLookup};
 use crate::config::{Config, parse_duration};
 use crate::controller::leader::LeaderElection;
 use crate::controller::{self, Context};
@@ -204,25 +204,28 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
             .map_err(|e| format!("events.queueUrl: {e}"))?;
     }
 
-    // Watch-fed caches: service accounts (for every check) and namespace labels (webhook mode).
-    let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
-    let sa_stream = reflector(
-        sa_writer,
-        watcher(
-            Api::<ServiceAccount>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    tokio::spawn(sa_stream.for_each(|_| async {}));
+    // Watch-fed caches: service accounts (metadata, for every check; the controller is told of
+    // each change after the cache has it) and namespace labels (webhook mode).
+    let controller_slot: Arc<std::sync::OnceLock<std::sync::Weak<Context>>> = Default::default();
+    let slot = controller_slot.clone();
+    let (sa_store, sa_watch) = controller::account_store(client.clone(), move |ns, name| {
+        if let Some(ctx) = slot.get().and_then(|w| w.upgrade()) {
+            ctx.account_changed(ns, name);
+        }
+    });
+    tokio::spawn(sa_watch);
     let (ns_store, ns_writer) = reflector::store();
     let ns_stream = reflector(
         ns_writer,
         watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .modify(|ns: &mut PartialObjectMeta<Namespace>| {
+            // Only the enforcement label is read.
+            ns.metadata.managed_fields = None;
+            ns.metadata.annotations = None;
+        }),
     )
     .default_backoff()
     .touched_objects();
@@ -283,26 +286,16 @@ async fn operate(args: &RunArgs) -> Result<(), String> {
     admin_state.ready.store(true, Ordering::Relaxed);
     tracing::info!("caches synced; ready");
 
-    // The controller reads service accounts through the API server, not the webhook's cache: a
-    // re-check triggered by a ServiceAccount change must see that change, and the cache is fed by
-    // another watch that may not have delivered it yet (the status would stay stale until the
-    // next periodic re-check).
-    let controller_facts = ClusterFacts {
-        service_accounts: Arc::new(ApiLookup(client.clone())),
-        ..facts
-    };
-    let ctx = Context::new(
-        client.clone(),
-        controller_facts,
-        source.clone(),
-        metrics,
-        recheck,
-    );
+    // The controller reads the same service account cache as the webhook: it is told of a
+    // change only after the cache has it, so a re-check sees the new annotations.
+    let ctx = Context::new(client.clone(), facts, source.clone(), metrics, recheck)
+        .with_shared_accounts();
     let ctx = Arc::new(if args.no_watch_pods {
         ctx
     } else {
         ctx.with_pod_watch()
     });
+    let _ = controller_slot.set(Arc::downgrade(&ctx));
     let (lead_tx, mut lead_rx) = tokio::sync::watch::channel(args.no_leader_election);
     if !args.no_leader_election {
         let ns = args

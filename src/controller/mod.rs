@@ -17,10 +17,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -57,12 +59,15 @@ pub struct Context {
     pub check_timeout: Duration,
     /// Consecutive failures per binding, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<SqsAccessBinding>, u32>>,
-    /// The last verdict per binding, for the bindings-by-condition gauge.
-    verdicts: Mutex<HashMap<ObjectRef<SqsAccessBinding>, Outcome>>,
-    /// The controller's cache of bindings, once running: deleted bindings are not reconciled,
-    /// so the per-binding maps are pruned against it.
-    bindings: std::sync::OnceLock<kube::runtime::reflector::Store<SqsAccessBinding>>,
-    recorded: std::sync::atomic::AtomicU64,
+    /// The last verdict per binding and when it was checked, for the bindings-by-condition and
+    /// freshness gauges (computed by the housekeeping pass, not per reconcile).
+    verdicts: Mutex<HashMap<ObjectRef<SqsAccessBinding>, (Outcome, Instant)>>,
+    /// The running controller's cache of bindings: deleted bindings are not reconciled, so the
+    /// per-binding maps are pruned against it.
+    bindings: Mutex<Option<Store<SqsAccessBinding>>>,
+    /// Whether the caller keeps the service account store ([`account_store`]) and tells the
+    /// controller of changes ([`Context::account_changed`]); else the controller starts its own.
+    shared_accounts: bool,
     /// Which bindings depend on which AWS documents (from each binding's last check), so a
     /// change event requeues exactly those.
     index: Mutex<DepIndex>,
@@ -72,6 +77,8 @@ pub struct Context {
     requeue: Mutex<Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SqsAccessBinding>>>>,
     /// Whether to watch pods (the WorkloadCredentials condition).
     watch_pods: bool,
+    /// Spread re-checks by ±10% (off: exact intervals, for tests).
+    jitter: bool,
     /// The pods of every service account, while the controller runs.
     pods: Mutex<Option<Arc<pods::PodIndex>>>,
     /// (namespace, service account) → the bindings on it, to re-check them when its pods change.
@@ -161,15 +168,35 @@ impl Context {
             check_timeout: Duration::from_secs(30),
             failures: Mutex::new(HashMap::new()),
             verdicts: Mutex::new(HashMap::new()),
-            bindings: std::sync::OnceLock::new(),
-            recorded: Default::default(),
+            bindings: Mutex::new(None),
+            shared_accounts: false,
             index: Default::default(),
             pending: Default::default(),
             requeue: Mutex::new(None),
             watch_pods: false,
+            jitter: true,
             pods: Mutex::new(None),
             by_account: Default::default(),
         }
+    }
+
+    /// The caller runs the service account store ([`account_store`]) and calls
+    /// [`Context::account_changed`]; the controller then starts no watch of its own.
+    pub fn with_shared_accounts(mut self) -> Self {
+        self.shared_accounts = true;
+        self
+    }
+
+    /// A service account changed (and the store has the change): re-check its bindings.
+    pub fn account_changed(&self, namespace: &str, name: &str) {
+        tracing::debug!(namespace, name, "service account changed");
+        self.requeue_account(namespace, name);
+    }
+
+    /// Re-checks at exactly the interval (no spreading): for tests.
+    pub fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
     }
 
     /// Also watches pods, and reports whether they run with the checked role.
@@ -208,6 +235,12 @@ impl Context {
             .get(&(namespace.to_string(), service_account.to_string()))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
+        tracing::debug!(
+            namespace,
+            service_account,
+            bindings = objs.len(),
+            "re-checking the bindings on a service account"
+        );
         if let Some(tx) = self.requeue.lock().expect("lock").as_ref() {
             for o in objs {
                 let _ = tx.unbounded_send(o);
@@ -278,16 +311,23 @@ impl Context {
     fn record_verdict(&self, obj: ObjectRef<SqsAccessBinding>, outcome: Option<Outcome>) {
         let mut v = self.verdicts.lock().expect("lock");
         match outcome {
-            Some(o) => v.insert(obj, o),
+            Some(o) => v.insert(obj, (o, Instant::now())),
             None => v.remove(&obj),
         };
-        // Prune now and then: a full pass per reconcile would be quadratic.
-        let n = self
-            .recorded
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(store) = self.bindings.get().filter(|_| n.is_multiple_of(128)) {
+    }
+
+    /// Every few seconds, off the reconcile path: drops what deleted bindings left behind, and
+    /// sets the gauges (bindings by condition, the age of the oldest check).
+    pub fn housekeeping(&self) {
+        let store = self.bindings.lock().expect("lock").clone();
+        let mut v = self.verdicts.lock().expect("lock");
+        if let Some(store) = &store {
             v.retain(|k, _| store.get(k).is_some());
             self.failures
+                .lock()
+                .expect("lock")
+                .retain(|k, _| store.get(k).is_some());
+            self.pending
                 .lock()
                 .expect("lock")
                 .retain(|k, _| store.get(k).is_some());
@@ -303,17 +343,64 @@ impl Context {
                 self.remember_account(&k, None);
             }
         }
-        for (label, o) in [
-            ("Ready", Outcome::Allowed),
-            ("Denied", Outcome::Denied),
-            ("Indeterminate", Outcome::Indeterminate),
-        ] {
-            let n = v.values().filter(|x| **x == o).count() as i64;
+        let mut counts = [0i64; 3];
+        let mut oldest = Duration::ZERO;
+        for (o, at) in v.values() {
+            counts[match o {
+                Outcome::Allowed => 0,
+                Outcome::Denied => 1,
+                Outcome::Indeterminate => 2,
+            }] += 1;
+            oldest = oldest.max(at.elapsed());
+        }
+        for (label, n) in ["Ready", "Denied", "Indeterminate"].into_iter().zip(counts) {
             self.metrics
                 .bindings
                 .get_or_create(&ConditionLabels { condition: label })
                 .set(n);
         }
+        self.metrics.oldest_check.set(oldest.as_secs() as i64);
+    }
+
+    /// The next re-check: the interval, spread by ±10% so that bindings checked together do
+    /// not stay together.
+    fn next_check(&self, base: Duration) -> Duration {
+        if self.jitter {
+            base.mul_f64(0.9 + 0.2 * unit_random())
+        } else {
+            base
+        }
+    }
+}
+
+/// How often an unchanged status's `lastChecked` is refreshed (freshness is also a metric).
+pub const LAST_CHECKED_REFRESH: Duration = Duration::from_secs(3600);
+
+/// A number in [0, 1), different on every call (spreading re-checks needs no strong randomness).
+fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether a binding's status already describes its current spec (the operator restarted, or
+/// leadership moved): then it is re-verified later, spread over the interval, not all at once.
+fn status_is_current(b: &SqsAccessBinding) -> Option<Outcome> {
+    let s = b.status.as_ref()?;
+    if s.observed_generation != b.meta().generation || s.conditions.is_empty() {
+        return None;
+    }
+    match s.verdict.as_deref()? {
+        "Allowed" => Some(Outcome::Allowed),
+        "Denied" => Some(Outcome::Denied),
+        "Indeterminate" => Some(Outcome::Indeterminate),
+        _ => None,
     }
 }
 
@@ -330,8 +417,16 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
     let sa_name = b.spec.binding.service_account_name.trim().to_string();
+    ctx.remember_account(&obj_ref, Some((ns.clone(), sa_name.clone())));
+    // First sight of a binding whose status is current (a restart, a new leader): no check
+    // now, a re-check at a random point of the interval, so thousands of bindings do not hit
+    // AWS and the API server in one burst.
+    let first_sight = !ctx.verdicts.lock().expect("lock").contains_key(&obj_ref);
+    if first_sight && let Some(outcome) = status_is_current(&b) {
+        ctx.record_verdict(obj_ref, Some(outcome));
+        return Ok(Action::requeue(ctx.recheck_interval.mul_f64(unit_random())));
+    }
     let pods = if ctx.watch_pods {
-        ctx.remember_account(&obj_ref, Some((ns.clone(), sa_name.clone())));
         ctx.pods_of(&ns, &sa_name)
     } else {
         None
@@ -355,11 +450,11 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     let old = b.status.clone().unwrap_or_default();
     let new = status::desired_status(&b, &verdict, &now, &old);
     let changed = status::meaningfully_different(&old, &new);
-    // Refresh lastChecked on periodic rechecks too, but not on the reconcile our own write
-    // triggers (that one finds it fresh): no write loops.
+    // Nothing changed: the status is rewritten only to refresh lastChecked, at most hourly
+    // (a write per binding per re-check would load etcd and every watcher, forever).
     let stale = old.last_checked.as_ref().is_none_or(|t| {
         let age = now.0.duration_since(t.0);
-        age.as_secs() as u64 >= ctx.recheck_interval.as_secs() / 2
+        age.as_secs() >= LAST_CHECKED_REFRESH.as_secs() as i64
     });
     if changed || stale {
         let api: Api<SqsAccessBinding> = Api::namespaced(ctx.client.clone(), &ns);
@@ -403,13 +498,11 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
         .reconciles
         .get_or_create(&ResultLabels { result: "ok" })
         .inc();
-    Ok(match verdict.verdict {
+    Ok(Action::requeue(ctx.next_check(match verdict.verdict {
         // Undecided: look again sooner.
-        Outcome::Indeterminate => {
-            Action::requeue(ctx.recheck_interval.min(Duration::from_secs(60)))
-        }
-        _ => Action::requeue(ctx.recheck_interval),
-    })
+        Outcome::Indeterminate => ctx.recheck_interval.min(Duration::from_secs(60)),
+        _ => ctx.recheck_interval,
+    })))
 }
 
 async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {
@@ -503,6 +596,80 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
+/// The cluster's service accounts, metadata only and only the annotations the checks read: the
+/// store (the webhook and the controller read it) and the watch that fills it, to be polled.
+/// `changed(namespace, name)` is called after the store took each change in, so a re-check it
+/// triggers sees the new annotations.
+pub fn account_store(
+    client: Client,
+    changed: impl Fn(&str, &str) + Send + Sync + 'static,
+) -> (
+    Store<PartialObjectMeta<ServiceAccount>>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let watch = watcher(
+        Api::<PartialObjectMeta<ServiceAccount>>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|sa: &mut PartialObjectMeta<ServiceAccount>| {
+        let m = &mut sa.metadata;
+        m.managed_fields = None;
+        m.labels = None;
+        if let Some(a) = m.annotations.as_mut() {
+            a.retain(|k, _| {
+                k.starts_with("eks.amazonaws.com/") || k.starts_with("test.sqsaccess.io/")
+            });
+        }
+    })
+    .reflect(writer);
+    // Every account the store took in or dropped, including the ones a re-list (after a watch
+    // broke, e.g. an API server restart) finds gone, which come with no deletion event.
+    let mut known: HashSet<(String, String)> = HashSet::new();
+    let mut listed: HashSet<(String, String)> = HashSet::new();
+    let watch = watch.for_each(move |ev| {
+        let key = |sa: &PartialObjectMeta<ServiceAccount>| {
+            (sa.namespace().unwrap_or_default(), sa.name_any())
+        };
+        match ev {
+            Ok(watcher::Event::Init) => listed.clear(),
+            Ok(watcher::Event::InitApply(sa)) => {
+                let k = key(&sa);
+                changed(&k.0, &k.1);
+                listed.insert(k);
+            }
+            Ok(watcher::Event::InitDone) => {
+                for (ns, name) in known.difference(&listed) {
+                    changed(ns, name);
+                }
+                known = std::mem::take(&mut listed);
+            }
+            Ok(watcher::Event::Apply(sa)) => {
+                let k = key(&sa);
+                changed(&k.0, &k.1);
+                known.insert(k);
+            }
+            Ok(watcher::Event::Delete(sa)) => {
+                let k = key(&sa);
+                changed(&k.0, &k.1);
+                known.remove(&k);
+            }
+            Err(_) => {}
+        }
+        futures::future::ready(())
+    });
+    (store, watch)
+}
+
+/// Keeps only what the controller reads of a binding: no managed fields, no last-applied copy.
+fn slim_binding(b: &mut SqsAccessBinding) {
+    b.metadata.managed_fields = None;
+    if let Some(a) = b.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// Runs the controller until `shutdown` resolves. `on_ready` is called once the bindings
 /// have been listed.
 pub async fn run(
@@ -510,8 +677,6 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     on_ready: impl Fn() + Send + Sync + 'static,
 ) {
-    let bindings: Api<SqsAccessBinding> = Api::all(ctx.client.clone());
-    let accounts: Api<ServiceAccount> = Api::all(ctx.client.clone());
     let (requeue_tx, requeue_rx) = futures::channel::mpsc::unbounded();
     *ctx.requeue.lock().expect("lock") = Some(requeue_tx);
     // The pods, while this controller runs (only the leader needs them).
@@ -529,35 +694,53 @@ pub async fn run(
             },
         )))
     });
-    let controller = Controller::new(bindings, watcher::Config::default().any_semantic())
-        .reconcile_on(requeue_rx);
+    // Service accounts: the caller's store, else one of our own; either way a change
+    // re-checks the bindings on the account (found through the index, not by a scan).
+    let _account_watch = (!ctx.shared_accounts).then(|| {
+        let weak = Arc::downgrade(&ctx);
+        let (_store, watch) = account_store(ctx.client.clone(), move |ns, name| {
+            if let Some(ctx) = weak.upgrade() {
+                ctx.account_changed(ns, name);
+            }
+        });
+        AbortOnDrop(tokio::spawn(watch))
+    });
+    // Bindings: a slim store, and reconciles only for new bindings and spec changes (the
+    // generation), never for the controller's own status writes.
+    let (reader, writer) = reflector::store();
+    let bindings = watcher(
+        Api::<SqsAccessBinding>::all(ctx.client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(slim_binding)
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation,
+        PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)),
+    );
+    let controller = Controller::for_stream(bindings, reader).reconcile_on(requeue_rx);
     let store = controller.store();
-    let _ = ctx.bindings.set(store.clone());
+    *ctx.bindings.lock().expect("lock") = Some(store.clone());
     let ready_store = store.clone();
     tokio::spawn(async move {
         if ready_store.wait_until_ready().await.is_ok() {
             on_ready();
         }
     });
+    let weak = Arc::downgrade(&ctx);
+    let _housekeeping = AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(ctx) => ctx.housekeeping(),
+                None => return,
+            }
+        }
+    }));
     controller
-        .watches(
-            accounts,
-            watcher::Config::default(),
-            move |sa: ServiceAccount| {
-                // Re-check every binding in the account's namespace that names it.
-                let ns = sa.namespace().unwrap_or_default();
-                let name = sa.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|b| {
-                        b.namespace().as_deref() == Some(ns.as_str())
-                            && b.spec.binding.service_account_name.trim() == name
-                    })
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
