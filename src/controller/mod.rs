@@ -618,9 +618,7 @@ pub fn account_store(
         m.managed_fields = None;
         m.labels = None;
         if let Some(a) = m.annotations.as_mut() {
-            a.retain(|k, _| {
-                k.starts_with("eks.amazonaws.com/") || k.starts_with("test.sqsaccess.io/")
-            });
+            a.retain(|k, _| k.starts_with("eks.amazonaws.com/"));
         }
     })
     .reflect(writer);

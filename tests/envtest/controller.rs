@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -456,4 +456,193 @@ async fn the_service_account_cache_follows_changes_across_an_api_server_restart(
     )
     .await;
     task.abort();
+}
+
+/// A pod of `producer` as the API server stores it after the EKS webhook (or not) mutated it:
+/// `role` injected by IRSA (with the token volume), `static_keys` from a Secret, or nothing.
+async fn pod(client: &Client, ns: &str, name: &str, role: Option<&str>, static_keys: bool) {
+    let mut env = vec![];
+    let mut mounts = vec![];
+    let mut volumes = vec![];
+    if let Some(r) = role {
+        env.push(json!({"name": "AWS_ROLE_ARN", "value": r}));
+        env.push(json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}));
+        mounts.push(json!({"name": "aws-iam-token", "readOnly": true,
+            "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}));
+        volumes.push(json!({"name": "aws-iam-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}}));
+    }
+    if static_keys {
+        env.push(json!({"name": "AWS_ACCESS_KEY_ID",
+            "valueFrom": {"secretKeyRef": {"name": "legacy-aws", "key": "id"}}}));
+    }
+    let p: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "producer", "pod-template-hash": "7c9d8f6b5"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "producer-7c9d8f6b5", "uid": "6a3c2f0e-0000-4000-8000-000000000001",
+                "controller": true}]},
+        "spec": {"serviceAccountName": "producer", "containers": [{"name": "app",
+            "image": "example/producer:1.0", "env": env, "volumeMounts": mounts}], "volumes": volumes}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+}
+
+/// Waits until the WorkloadCredentials condition has this reason.
+async fn wait_workload(client: &Client, ns: &str, name: &str, reason: &str) -> SqsAccessBinding {
+    let api: Api<SqsAccessBinding> = Api::namespaced(client.clone(), ns);
+    eventually(WAIT, &format!("{ns}/{name} workload {reason}"), || async {
+        let b = api.get(name).await.ok()?;
+        let w = b.status.as_ref()?.workload.as_ref()?;
+        (w.reason == reason).then_some(b)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_say_whether_they_run_with_the_checked_role_and_what_to_restart() {
+    let Some(server) = ApiServer::start(Options::default()) else {
+        return;
+    };
+    server.install_crd().await;
+    let admin = server.client().await;
+    let ns = server.namespace("pods").await;
+    service_account(&admin, &ns, "producer", Some(ROLE)).await;
+    let _ctl = start_controller(server.client().await).await;
+    binding(&admin, &ns, "healthy", HEALTHY_QUEUE).await;
+    // No pod yet: Unknown.
+    let b = wait_workload(&admin, &ns, "healthy", "NoPods").await;
+    let cond = |b: &SqsAccessBinding| {
+        b.status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "WorkloadCredentials")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+            .unwrap()
+    };
+    assert_eq!(cond(&b).0, "Unknown");
+
+    // A pod injected with the role: True. (A pod created re-checks at once: no timer.)
+    pod(&admin, &ns, "producer-7c9d8f6b5-aaaaa", Some(ROLE), false).await;
+    let b = wait_workload(&admin, &ns, "healthy", "PodsUseCheckedRole").await;
+    assert_eq!(cond(&b).0, "True");
+    assert_eq!(
+        ready(&b),
+        Some("True"),
+        "Ready keeps meaning the policies allow"
+    );
+
+    // A pod started before the annotation changed still runs as the old role.
+    pod(
+        &admin,
+        &ns,
+        "producer-7c9d8f6b5-bbbbb",
+        Some("arn:aws:iam::111111111111:role/orders-producer-v1"),
+        false,
+    )
+    .await;
+    let b = wait_workload(&admin, &ns, "healthy", "PodsNeedRestart").await;
+    let w = b.status.as_ref().unwrap().workload.clone().unwrap();
+    assert_eq!((w.pods.total, w.pods.current, w.pods.stale), (2, 1, 1));
+    assert_eq!(
+        w.problems[0].pods,
+        vec!["producer-7c9d8f6b5-bbbbb".to_string()]
+    );
+    assert!(
+        w.problems[0]
+            .fix
+            .contains("kubectl rollout restart deployment/producer"),
+        "{:?}",
+        w.problems[0]
+    );
+    assert_eq!(cond(&b).0, "False");
+    let ev = wait_event(&admin, &ns, "healthy", "PodsNeedRestart").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+
+    // Static keys win over everything, and are named first; a pod with nothing injected counts
+    // as not injected.
+    pod(&admin, &ns, "producer-7c9d8f6b5-ccccc", Some(ROLE), true).await;
+    pod(&admin, &ns, "producer-7c9d8f6b5-ddddd", None, false).await;
+    let api: Api<SqsAccessBinding> = Api::namespaced(admin.clone(), &ns);
+    let w = eventually(WAIT, "both new pods counted", || async {
+        let w = api.get("healthy").await.ok()?.status?.workload?;
+        (w.pods.total == 4).then_some(w)
+    })
+    .await;
+    assert_eq!(w.reason, "StaticCredentialsOverride");
+    assert_eq!(
+        (
+            w.pods.total,
+            w.pods.current,
+            w.pods.stale,
+            w.pods.not_injected,
+            w.pods.overridden
+        ),
+        (4, 1, 1, 1, 1)
+    );
+    let codes: Vec<&str> = w.problems.iter().map(|p| p.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "StaticCredentialsOverride",
+            "PodsNotInjected",
+            "PodsNeedRestart"
+        ]
+    );
+
+    // The fix: the old pods go, a new one is created with the role: True again.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    for p in [
+        "producer-7c9d8f6b5-bbbbb",
+        "producer-7c9d8f6b5-ccccc",
+        "producer-7c9d8f6b5-ddddd",
+    ] {
+        pods.delete(p, &Default::default()).await.unwrap();
+    }
+    pod(&admin, &ns, "producer-7c9d8f6b5-eeeee", Some(ROLE), false).await;
+    let b = wait_workload(&admin, &ns, "healthy", "PodsUseCheckedRole").await;
+    assert_eq!(b.status.unwrap().workload.unwrap().pods.total, 2);
+    let ev = wait_event(&admin, &ns, "healthy", "PodsUseCheckedRole").await;
+    assert_eq!(ev.type_.as_deref(), Some("Normal"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_identity_binding_without_an_irsa_annotation_is_ready() {
+    let Some(server) = ApiServer::start(Options::default()) else {
+        return;
+    };
+    server.install_crd().await;
+    let admin = server.client().await;
+    let ns = server.namespace("pi").await;
+    // No eks.amazonaws.com/role-arn: the (fake) cluster has a Pod Identity association for it.
+    let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "producer",
+                "annotations": {"test.sqsaccess.io/example": "pod-identity-healthy"}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let _ctl = start_controller(server.client().await).await;
+    binding(
+        &admin,
+        &ns,
+        "pi",
+        "arn:aws:sqs:us-east-1:111111111111:orders",
+    )
+    .await;
+    let b = wait_ready(&admin, &ns, "pi", "True").await;
+    let role = b.status.unwrap().role.unwrap();
+    assert_eq!(role.source, "podIdentityAssociation");
+    assert_eq!(role.mechanism.as_deref(), Some("PodIdentity"));
+    assert_eq!(role.association_id.as_deref(), Some("a-0orders0producer1"));
 }

@@ -10,5 +10,6 @@ mod support;
 
 mod controller;
 mod crd;
+mod events;
 mod operator;
 mod webhook;

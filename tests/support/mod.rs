@@ -223,6 +223,7 @@ pub mod fakes {
                     s.service_account = input.service_account.clone();
                 }
                 s.pod_identity_associations.get_or_insert_with(Vec::new);
+                s.pods = input.pods.clone();
                 if q.ends_with(":throttled") {
                     s.role = None;
                     s.evidence_errors.push(EvidenceError {
