@@ -205,6 +205,15 @@ impl Context {
         self
     }
 
+    /// Waits (a bounded time) for the first list of pods, so that a check at start-up does not
+    /// write a status without them only to write it again a moment later.
+    pub async fn pods_listed(&self, at_most: Duration) {
+        let index = self.pods.lock().expect("lock").clone();
+        if let Some(index) = index {
+            let _ = tokio::time::timeout(at_most, index.wait_synced()).await;
+        }
+    }
+
     /// The pods of a service account, when pods are watched and listed.
     pub fn pods_of(
         &self,
@@ -427,6 +436,7 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::requeue(ctx.recheck_interval.mul_f64(unit_random())));
     }
     let pods = if ctx.watch_pods {
+        ctx.pods_listed(Duration::from_secs(30)).await;
         ctx.pods_of(&ns, &sa_name)
     } else {
         None
@@ -481,7 +491,11 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     }
     let w_before = status::condition_status(&old, status::WORKLOAD_CONDITION).map(str::to_string);
     let w_after = status::condition_status(&new, status::WORKLOAD_CONDITION).map(str::to_string);
+    // Only problems and their end are news: pods coming and going (NoPods, no role to
+    // compare) would be noise on every scale-to-zero.
+    let problem = |s: &Option<String>| s.as_deref() == Some("False");
     if w_before != w_after
+        && (problem(&w_before) || problem(&w_after))
         && let Some(w) = &verdict.workload
     {
         publish_workload_transition(&ctx, &b, w).await;

@@ -44,9 +44,21 @@ pub struct PodIndex {
     /// pod (namespace, name) → its service account, to find it again on deletion.
     account_of: Mutex<HashMap<(String, String), String>>,
     synced: std::sync::atomic::AtomicBool,
+    synced_now: tokio::sync::Notify,
 }
 
 impl PodIndex {
+    /// Waits until the first full list arrived.
+    pub async fn wait_synced(&self) {
+        loop {
+            let notified = self.synced_now.notified();
+            if self.synced.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// The pods of a service account; `None` until the first full list arrived.
     pub fn pods(&self, namespace: &str, service_account: &str) -> Option<Vec<PodEvidence>> {
         if !self.synced.load(std::sync::atomic::Ordering::Acquire) {
@@ -70,7 +82,7 @@ impl PodIndex {
     }
 
     /// Records a pod; returns its service account when what it holds changed.
-    fn apply(&self, pod: &Pod) -> Option<(String, String)> {
+    pub fn apply(&self, pod: &Pod) -> Option<(String, String)> {
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         let sa = pod
@@ -117,7 +129,7 @@ impl PodIndex {
     }
 
     /// Replaces everything after a full (re-)list; returns the accounts whose pods changed.
-    fn replace(&self, pods: Vec<Pod>) -> Vec<(String, String)> {
+    pub fn replace(&self, pods: Vec<Pod>) -> Vec<(String, String)> {
         let mut changed: Vec<(String, String)> = Vec::new();
         let mut seen: std::collections::HashSet<(String, String)> = Default::default();
         for p in &pods {
@@ -139,6 +151,7 @@ impl PodIndex {
         }
         self.synced
             .store(true, std::sync::atomic::Ordering::Release);
+        self.synced_now.notify_waiters();
         changed.sort();
         changed.dedup();
         changed
@@ -184,7 +197,7 @@ pub async fn watch(
 }
 
 /// Drops what the facts do not need before a listed pod waits for the end of the list.
-fn slim(mut p: Pod) -> Pod {
+pub fn slim(mut p: Pod) -> Pod {
     p.metadata.managed_fields = None;
     p.metadata.annotations = None;
     p.metadata.labels = p.metadata.labels.map(|mut l| {

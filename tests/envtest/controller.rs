@@ -607,8 +607,14 @@ async fn pods_say_whether_they_run_with_the_checked_role_and_what_to_restart() {
         pods.delete(p, &Default::default()).await.unwrap();
     }
     pod(&admin, &ns, "producer-7c9d8f6b5-eeeee", Some(ROLE), false).await;
-    let b = wait_workload(&admin, &ns, "healthy", "PodsUseCheckedRole").await;
-    assert_eq!(b.status.unwrap().workload.unwrap().pods.total, 2);
+    // (The deletions may be seen before the new pod: wait for both pods with the role.)
+    let api: Api<SqsAccessBinding> = Api::namespaced(admin.clone(), &ns);
+    eventually(WAIT, "PodsUseCheckedRole with the two pods", || async {
+        let b = api.get("healthy").await.ok()?;
+        let w = b.status.as_ref()?.workload.clone()?;
+        (w.reason == "PodsUseCheckedRole" && w.pods.total == 2).then_some(())
+    })
+    .await;
     let ev = wait_event(&admin, &ns, "healthy", "PodsUseCheckedRole").await;
     assert_eq!(ev.type_.as_deref(), Some("Normal"));
 }

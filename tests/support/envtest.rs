@@ -665,7 +665,9 @@ where
 {
     let started = Instant::now();
     loop {
-        if let Some(v) = check().await {
+        // A check that hangs (a request nobody answers) fails the wait too.
+        let left = timeout.saturating_sub(started.elapsed()) + Duration::from_millis(100);
+        if let Ok(Some(v)) = tokio::time::timeout(left, check()).await {
             return v;
         }
         assert!(
