@@ -83,14 +83,16 @@ impl PodIndex {
 
     /// Records a pod; returns its service account when what it holds changed.
     pub fn apply(&self, pod: &Pod) -> Option<(String, String)> {
-        let ns = pod.namespace().unwrap_or_default();
-        let name = pod.name_any();
-        let sa = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| "default".into());
-        let facts = pod_facts(pod);
+        self.apply_entry(PodEntry::of(pod))
+    }
+
+    fn apply_entry(&self, entry: PodEntry) -> Option<(String, String)> {
+        let PodEntry {
+            namespace: ns,
+            service_account: sa,
+            facts,
+        } = entry;
+        let name = facts.name.clone();
         let previous = self
             .account_of
             .lock()
@@ -129,12 +131,12 @@ impl PodIndex {
     }
 
     /// Replaces everything after a full (re-)list; returns the accounts whose pods changed.
-    pub fn replace(&self, pods: Vec<Pod>) -> Vec<(String, String)> {
+    pub fn replace(&self, pods: Vec<PodEntry>) -> Vec<(String, String)> {
         let mut changed: Vec<(String, String)> = Vec::new();
         let mut seen: std::collections::HashSet<(String, String)> = Default::default();
-        for p in &pods {
-            seen.insert((p.namespace().unwrap_or_default(), p.name_any()));
-            if let Some(k) = self.apply(p) {
+        for p in pods {
+            seen.insert((p.namespace.clone(), p.facts.name.clone()));
+            if let Some(k) = self.apply_entry(p) {
                 changed.push(k);
             }
         }
@@ -166,7 +168,7 @@ pub async fn watch(
     changed: impl Fn(&str, &str) + Send + Sync + 'static,
 ) {
     let api: Api<Pod> = Api::all(client);
-    let mut relist: Vec<Pod> = Vec::new();
+    let mut relist: Vec<PodEntry> = Vec::new();
     let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
     while let Some(ev) = stream.next().await {
         let touched: Vec<(String, String)> = match ev {
@@ -176,7 +178,7 @@ pub async fn watch(
             }
             // Only the facts are kept while a list is in progress.
             Ok(watcher::Event::InitApply(p)) => {
-                relist.push(slim(p));
+                relist.push(PodEntry::of(&p));
                 vec![]
             }
             Ok(watcher::Event::InitDone) => index.replace(std::mem::take(&mut relist)),
@@ -196,24 +198,32 @@ pub async fn watch(
     }
 }
 
-/// Drops what the facts do not need before a listed pod waits for the end of the list.
-pub fn slim(mut p: Pod) -> Pod {
-    p.metadata.managed_fields = None;
-    p.metadata.annotations = None;
-    p.metadata.labels = p.metadata.labels.map(|mut l| {
-        l.retain(|k, _| k == "pod-template-hash");
-        l
-    });
-    p.status = p.status.map(|s| k8s_openapi::api::core::v1::PodStatus {
-        phase: s.phase,
-        ..Default::default()
-    });
-    p
+/// A pod as the index keeps it: where it is, whose it is, its facts (the pod itself is dropped
+/// on arrival, also while a list is in progress).
+pub struct PodEntry {
+    pub namespace: String,
+    pub service_account: String,
+    pub facts: PodEvidence,
+}
+
+impl PodEntry {
+    pub fn of(pod: &Pod) -> PodEntry {
+        PodEntry {
+            namespace: pod.namespace().unwrap_or_default(),
+            service_account: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_else(|| "default".into()),
+            facts: pod_facts(pod),
+        }
+    }
 }
 
 /// The facts of a pod that decide its AWS credentials.
 pub fn pod_facts(p: &Pod) -> PodEvidence {
-    let spec = p.spec.clone().unwrap_or_default();
+    let none = k8s_openapi::api::core::v1::PodSpec::default();
+    let spec = p.spec.as_ref().unwrap_or(&none);
     let sc = spec.security_context.as_ref();
     let token_volumes = spec
         .volumes
@@ -421,7 +431,7 @@ mod tests {
         let idx = PodIndex::default();
         let p = injected_pod();
         assert_eq!(
-            idx.replace(vec![p.clone()]),
+            idx.replace(vec![PodEntry::of(&p)]),
             vec![("orders".into(), "producer".into())]
         );
         assert_eq!(idx.pods("orders", "producer").unwrap().len(), 1);
