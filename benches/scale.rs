@@ -272,7 +272,12 @@ async fn run(args: &Args, server: &ApiServer, moto: &str) -> Report {
         let ready_after = started.elapsed();
         let mut all_verified = None;
         while started.elapsed() < restart_window {
-            if all_verified.is_none() && op2.metrics().await.verified() >= args.bindings as f64 {
+            // Re-verified = checked again (a binding whose status is current is first only
+            // counted, then checked at a random point of the interval).
+            if all_verified.is_none()
+                && op2.metrics().await.sum("sqs_access_reconciles_total", &[])
+                    >= args.bindings as f64
+            {
                 all_verified = Some(started.elapsed());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1020,12 +1025,6 @@ impl Prom {
             })
             .map(|(_, _, v)| v)
             .sum()
-    }
-
-    /// Bindings with a verdict (the operator's gauge by condition): every binding re-verified
-    /// once it reaches their number.
-    fn verified(&self) -> f64 {
-        self.sum("sqs_access_bindings", &[])
     }
 
     /// A histogram's cumulative buckets: (upper bound, count).
