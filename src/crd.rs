@@ -86,6 +86,11 @@ pub struct SqsAccessBindingStatus {
     /// When the binding was last checked against AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked: Option<Time>,
+    /// In memory only (never sent, never in the schema): the digest of the whole status when
+    /// the controller's cache keeps only its summary.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub digest: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

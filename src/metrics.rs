@@ -115,7 +115,7 @@ impl Metrics {
         );
         r.register(
             "sqs_access_oldest_check_age_seconds",
-            "Seconds since the least recently checked binding was checked against AWS (freshness; status.lastChecked is refreshed only hourly)",
+            "Seconds since the least recently checked binding was checked against AWS (freshness; status.lastChecked is refreshed only every hour or 20 re-checks)",
             self.oldest_check.clone(),
         );
         r.register(

@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use sqs_access_operator::aws::SnapshotInput;
 use sqs_access_operator::binding::{ApiLookup, ClusterFacts};
-use sqs_access_operator::controller::status::desired_status;
+use sqs_access_operator::controller::status::{desired_status, meaningfully_different};
 use sqs_access_operator::controller::{Context, backoff, error_policy, reconcile};
 use sqs_access_operator::crd::{SqsAccessBinding, SqsAccessBindingStatus};
 use sqs_access_operator::diagnosis::diagnose;
@@ -301,6 +301,90 @@ async fn an_unchanged_fresh_status_is_not_written_again() {
         handle.next_request().await.is_none(),
         "no status write, no event"
     );
+}
+
+/// The controller's cache keeps a status as its summary: a later check with the same result is
+/// still seen as unchanged, any other difference as a change.
+#[tokio::test]
+async fn a_status_summary_knows_what_changed_without_keeping_the_status() {
+    let (client, _handle) = mock();
+    let ctx = context(client);
+    let full = first_status(&ctx).await;
+    let summary = sqs_access_operator::controller::status::summary(full.clone());
+    let size = |s: &SqsAccessBindingStatus| serde_json::to_string(s).unwrap().len();
+    assert!(
+        size(&summary) * 3 < size(&full),
+        "{} of {}",
+        size(&summary),
+        size(&full)
+    );
+    assert_eq!(summary.verdict, full.verdict);
+    assert_eq!(summary.conditions.len(), full.conditions.len());
+    let mut later = full.clone();
+    later.last_checked = None;
+    assert!(!meaningfully_different(&summary, &later));
+    let mut changed = full.clone();
+    changed.actions.pop();
+    assert!(meaningfully_different(&summary, &changed));
+    let mut changed = full.clone();
+    changed.conditions[0].message.push('!');
+    assert!(meaningfully_different(&summary, &changed));
+    // A summary of a summary is itself.
+    assert_eq!(
+        sqs_access_operator::controller::status::summary(summary.clone()),
+        summary
+    );
+}
+
+/// `lastChecked` is refreshed only every 20 re-checks (5-minute interval: 100 minutes), and then
+/// only it changes.
+#[tokio::test]
+async fn last_checked_is_refreshed_once_in_twenty_rechecks_and_nothing_else_moves() {
+    let ago = |minutes: i64| {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now()
+                - k8s_openapi::jiff::SignedDuration::from_mins(minutes),
+        )
+    };
+    for (minutes, written) in [(90, false), (101, true)] {
+        let (client, mut handle) = mock();
+        let ctx = context(client);
+        assert_eq!(ctx.last_checked_refresh(), Duration::from_secs(100 * 60));
+        let mut old = first_status(&ctx).await;
+        old.last_checked = Some(ago(minutes));
+        first_sight(&ctx, binding(Some(old.clone()), "producer"), &mut handle).await;
+        let server = tokio::spawn(async move {
+            expect_sa_get(&mut handle, 200, service_account(true)).await;
+            let status = if written {
+                Some(expect_status_patch(&mut handle, 200).await)
+            } else {
+                None
+            };
+            (status, handle)
+        });
+        reconcile(Arc::new(binding(Some(old.clone()), "producer")), ctx)
+            .await
+            .unwrap();
+        let (status, mut handle) = server.await.unwrap();
+        if let Ok(Some((req, _))) =
+            tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await
+        {
+            panic!(
+                "{minutes} min: nothing more (no Event), got {} {}",
+                req.method(),
+                req.uri()
+            );
+        }
+        if let Some(status) = status {
+            let old_json = serde_json::to_value(&old).unwrap();
+            assert_ne!(status["lastChecked"], old_json["lastChecked"]);
+            assert_eq!(
+                status["conditions"], old_json["conditions"],
+                "{minutes} min"
+            );
+            assert_eq!(status["verdict"], old_json["verdict"]);
+        }
+    }
 }
 
 #[tokio::test]

@@ -205,6 +205,13 @@ impl Context {
         self
     }
 
+    /// How often an unchanged status's `lastChecked` is refreshed: hourly, or every
+    /// [`RECHECKS_PER_REFRESH`] re-checks when that is longer (5-minute re-checks: every 100
+    /// minutes), so that with nothing changing a re-check writes at most 0.05 times per binding.
+    pub fn last_checked_refresh(&self) -> Duration {
+        LAST_CHECKED_REFRESH.max(self.recheck_interval * RECHECKS_PER_REFRESH)
+    }
+
     /// Waits (a bounded time) for the first list of pods, so that a check at start-up does not
     /// write a status without them only to write it again a moment later.
     pub async fn pods_listed(&self, at_most: Duration) {
@@ -382,8 +389,13 @@ impl Context {
     }
 }
 
-/// How often an unchanged status's `lastChecked` is refreshed (freshness is also a metric).
+/// How often, at the least, an unchanged status's `lastChecked` is refreshed (freshness is
+/// also a metric). Longer with a long re-check interval: see [`Context::last_checked_refresh`].
 pub const LAST_CHECKED_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Re-checks per `lastChecked` refresh at the least: with nothing changing, at most one status
+/// write per binding in this many re-checks (0.05 per re-check).
+pub const RECHECKS_PER_REFRESH: u32 = 20;
 
 /// A number in [0, 1), different on every call (spreading re-checks needs no strong randomness).
 fn unit_random() -> f64 {
@@ -461,10 +473,11 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     let new = status::desired_status(&b, &verdict, &now, &old);
     let changed = status::meaningfully_different(&old, &new);
     // Nothing changed: the status is rewritten only to refresh lastChecked, at most hourly
+    // and at most once in 20 re-checks
     // (a write per binding per re-check would load etcd and every watcher, forever).
     let stale = old.last_checked.as_ref().is_none_or(|t| {
         let age = now.0.duration_since(t.0);
-        age.as_secs() >= LAST_CHECKED_REFRESH.as_secs() as i64
+        age.as_secs() >= ctx.last_checked_refresh().as_secs() as i64
     });
     if changed || stale {
         let api: Api<SqsAccessBinding> = Api::namespaced(ctx.client.clone(), &ns);
@@ -674,12 +687,14 @@ pub fn account_store(
     (store, watch)
 }
 
-/// Keeps only what the controller reads of a binding: no managed fields, no last-applied copy.
+/// Keeps only what the controller reads of a binding: no managed fields, no last-applied copy,
+/// the status as its summary (see [`status::summary`]).
 fn slim_binding(b: &mut SqsAccessBinding) {
     b.metadata.managed_fields = None;
     if let Some(a) = b.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+    b.status = b.status.take().map(status::summary);
 }
 
 /// Runs the controller until `shutdown` resolves. `on_ready` is called once the bindings

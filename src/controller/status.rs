@@ -174,6 +174,7 @@ pub fn desired_status(
             .map(|w| truncate(w, MAX_MESSAGE))
             .collect(),
         last_checked: Some(now.clone()),
+        digest: None,
     }
 }
 
@@ -201,13 +202,61 @@ fn condition(
     }
 }
 
-/// Whether anything but `lastChecked` differs.
-pub fn meaningfully_different(a: &SqsAccessBindingStatus, b: &SqsAccessBindingStatus) -> bool {
-    let strip = |s: &SqsAccessBindingStatus| SqsAccessBindingStatus {
+/// Whether anything but `lastChecked` differs. `old` may be a summary ([`summary`]): then
+/// its digest is compared.
+pub fn meaningfully_different(old: &SqsAccessBindingStatus, new: &SqsAccessBindingStatus) -> bool {
+    match old.digest {
+        Some(d) => digest(new) != d,
+        None => {
+            let strip = |s: &SqsAccessBindingStatus| SqsAccessBindingStatus {
+                last_checked: None,
+                digest: None,
+                ..s.clone()
+            };
+            strip(old) != strip(new)
+        }
+    }
+}
+
+/// A digest of everything in a status but `lastChecked` (stable within one build of the
+/// operator, which is all an in-memory comparison needs).
+pub fn digest(s: &SqsAccessBindingStatus) -> u64 {
+    use std::hash::Hasher;
+    let stripped = SqsAccessBindingStatus {
         last_checked: None,
+        digest: None,
         ..s.clone()
     };
-    strip(a) != strip(b)
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(&serde_json::to_vec(&stripped).unwrap_or_default());
+    h.finish()
+}
+
+/// What the controller's cache keeps of a status: what decides whether a re-check is needed
+/// and what to write (generation, verdict, the conditions' status, reason and transition
+/// time, lastChecked) and the digest of the rest, instead of the actions, reasons, fixes and
+/// messages (most of a binding's size).
+pub fn summary(s: SqsAccessBindingStatus) -> SqsAccessBindingStatus {
+    if s.digest.is_some() {
+        return s;
+    }
+    let digest = digest(&s);
+    SqsAccessBindingStatus {
+        observed_generation: s.observed_generation,
+        conditions: s
+            .conditions
+            .into_iter()
+            .map(|c| Condition {
+                message: String::new(),
+                ..c
+            })
+            .collect(),
+        verdict: s.verdict,
+        reason: s.reason,
+        last_checked: s.last_checked,
+        digest: Some(digest),
+        ..Default::default()
+    }
 }
 
 /// The condition that says whether the pods run with the checked role.
