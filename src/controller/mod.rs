@@ -393,6 +393,10 @@ impl Context {
 /// also a metric). Longer with a long re-check interval: see [`Context::last_checked_refresh`].
 pub const LAST_CHECKED_REFRESH: Duration = Duration::from_secs(3600);
 
+/// Checks in flight at once: enough to keep AWS and the API server busy, few enough that a
+/// start-up over thousands of new bindings does not hold thousands of half-done checks.
+pub const CONCURRENT_CHECKS: u16 = 16;
+
 /// Re-checks per `lastChecked` refresh at the least: with nothing changing, at most one status
 /// write per binding in this many re-checks (0.05 per re-check).
 pub const RECHECKS_PER_REFRESH: u32 = 20;
@@ -747,7 +751,9 @@ pub async fn run(
         predicates::generation,
         PredicateConfig::default().ttl(Duration::from_secs(7 * 24 * 3600)),
     );
-    let controller = Controller::for_stream(bindings, reader).reconcile_on(requeue_rx);
+    let controller = Controller::for_stream(bindings, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENT_CHECKS))
+        .reconcile_on(requeue_rx);
     let store = controller.store();
     *ctx.bindings.lock().expect("lock") = Some(store.clone());
     let ready_store = store.clone();
