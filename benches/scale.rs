@@ -170,7 +170,7 @@ async fn run(args: &Args, server: &ApiServer, moto: &str) -> Report {
         binary: args
             .operator
             .clone()
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sqs-access-operator"))),
+            .unwrap_or_else(|| PathBuf::from(support::binary().get_program())),
         args: op_args,
         env: args
             .operator_env
