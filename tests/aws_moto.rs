@@ -4,16 +4,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 use sqs_access_operator::aws::{AwsSource, SnapshotInput, SnapshotSource};
 use sqs_access_operator::config::Config;
-use sqs_access_operator::diagnosis::snapshot::{KeyManager, ServiceAccountEvidence};
-use sqs_access_operator::diagnosis::{
-    AccessMode, BindingSpec, Outcome, ReasonCode, Verdict, diagnose_with,
-};
+use sqs_access_operator::diagnosis::snapshot::KeyManager;
+use sqs_access_operator::diagnosis::{AccessMode, Outcome, ReasonCode, Verdict, diagnose_with};
 use sqs_access_operator::metrics::Metrics;
 use support::{Stub, moto_url, sdk_config, sdk_config_in, unique};
 
@@ -29,29 +26,7 @@ fn test_config() -> Config {
 }
 
 fn input(role_arn: &str, queue: &str, access: Vec<AccessMode>) -> SnapshotInput {
-    let mut annotations = BTreeMap::new();
-    annotations.insert(
-        "eks.amazonaws.com/role-arn".to_string(),
-        role_arn.to_string(),
-    );
-    SnapshotInput {
-        namespace: "orders".into(),
-        binding_name: Some("b".into()),
-        spec: BindingSpec {
-            service_account_name: "producer".into(),
-            queue: queue.into(),
-            access,
-            actions: vec![],
-            vpc_endpoint_id: None,
-        },
-        service_account: Some(ServiceAccountEvidence {
-            found: true,
-            annotations,
-        }),
-        oidc_issuer: Some(format!("https://{ISSUER}")),
-        cluster_name: None,
-        pods: None,
-    }
+    support::irsa_input(role_arn, queue, access, ISSUER)
 }
 
 async fn verdict(src: &AwsSource, i: &SnapshotInput) -> Verdict {

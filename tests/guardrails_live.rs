@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,9 +14,8 @@ use aws_sdk_organizations::types::{OrganizationFeatureSet, PolicyType};
 use serde_json::{Value, json};
 use sqs_access_operator::aws::{AwsSource, SnapshotInput, SnapshotSource};
 use sqs_access_operator::config::{Config, OrganizationConfig};
-use sqs_access_operator::diagnosis::snapshot::ServiceAccountEvidence;
 use sqs_access_operator::diagnosis::{
-    AccessMode, BindingSpec, FixTarget, Outcome, ReasonCode, Snapshot, Verdict, diagnose_with,
+    AccessMode, FixTarget, Outcome, ReasonCode, Snapshot, Verdict, diagnose_with,
 };
 use sqs_access_operator::ids::{AccountId, RoleArn};
 use sqs_access_operator::metrics::{CallLabels, Metrics};
@@ -65,29 +63,9 @@ fn config(accounts: &[&str], management: Option<&str>) -> Config {
 }
 
 fn input(role_arn: &str, queue: &str, vpce: Option<&str>) -> SnapshotInput {
-    let mut annotations = BTreeMap::new();
-    annotations.insert(
-        "eks.amazonaws.com/role-arn".to_string(),
-        role_arn.to_string(),
-    );
-    SnapshotInput {
-        namespace: "orders".into(),
-        binding_name: Some("b".into()),
-        spec: BindingSpec {
-            service_account_name: "producer".into(),
-            queue: queue.into(),
-            access: vec![AccessMode::Send],
-            actions: vec![],
-            vpc_endpoint_id: vpce.map(str::to_string),
-        },
-        service_account: Some(ServiceAccountEvidence {
-            found: true,
-            annotations,
-        }),
-        oidc_issuer: Some(format!("https://{ISSUER}")),
-        cluster_name: None,
-        pods: None,
-    }
+    let mut i = support::irsa_input(role_arn, queue, vec![AccessMode::Send], ISSUER);
+    i.spec.vpc_endpoint_id = vpce.map(str::to_string);
+    i
 }
 
 async fn check(src: &AwsSource, i: &SnapshotInput) -> (Snapshot, Verdict) {

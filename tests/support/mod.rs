@@ -15,6 +15,42 @@ use aws_credential_types::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// A snapshot input for the IRSA binding the AWS tests check: namespace `orders`, binding `b`,
+/// service account `producer` annotated with `role_arn`, the cluster's issuer `issuer` (without
+/// the scheme). Tests change the fields they are about.
+pub fn irsa_input(
+    role_arn: &str,
+    queue: &str,
+    access: Vec<sqs_access_operator::diagnosis::AccessMode>,
+    issuer: &str,
+) -> sqs_access_operator::aws::SnapshotInput {
+    let annotations = [(
+        "eks.amazonaws.com/role-arn".to_string(),
+        role_arn.to_string(),
+    )]
+    .into();
+    sqs_access_operator::aws::SnapshotInput {
+        namespace: "orders".into(),
+        binding_name: Some("b".into()),
+        spec: sqs_access_operator::diagnosis::BindingSpec {
+            service_account_name: "producer".into(),
+            queue: queue.into(),
+            access,
+            actions: vec![],
+            vpc_endpoint_id: None,
+        },
+        service_account: Some(
+            sqs_access_operator::diagnosis::snapshot::ServiceAccountEvidence {
+                found: true,
+                annotations,
+            },
+        ),
+        oidc_issuer: Some(format!("https://{issuer}")),
+        cluster_name: None,
+        pods: None,
+    }
+}
+
 /// The emulator's URL, or `None` (then the test says it is skipped). With
 /// `SQS_ACCESS_REQUIRE_MOTO=1` (CI sets it), a missing emulator fails the test instead.
 pub fn moto_url() -> Option<String> {
