@@ -72,17 +72,6 @@ pub(crate) struct OrgState {
 
 impl OrgState {
     pub(super) fn new(cfg: &Config, ttl: Duration) -> OrgState {
-        fn cache<K, V>(cap: u64, ttl: Duration) -> Cache<K, V>
-        where
-            K: std::hash::Hash + Eq + Send + Sync + 'static,
-            V: Clone + Send + Sync + 'static,
-        {
-            Cache::builder()
-                .max_capacity(cap)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build()
-        }
         OrgState {
             limit: Semaphore::new(cfg.aws.concurrency.organizations.max(1)),
             reader: cfg
@@ -90,10 +79,10 @@ impl OrgState {
                 .as_ref()
                 .and_then(|o| o.reader_role_arn.clone()),
             client: OnceCell::new(),
-            info: cache(1, ttl),
-            parents: cache(10_000, ttl),
-            attached: cache(10_000, ttl),
-            policies: cache(10_000, ttl),
+            info: super::source::cache(1, ttl),
+            parents: super::source::cache(10_000, ttl),
+            attached: super::source::cache(10_000, ttl),
+            policies: super::source::cache(10_000, ttl),
         }
     }
 

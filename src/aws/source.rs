@@ -186,18 +186,6 @@ impl AwsSource {
             extra_queue_hosts.push(rest.split('/').next().unwrap_or(rest).to_ascii_lowercase());
         }
         let ttl = cfg.aws.cache_ttl;
-        fn cache<K, V>(cap: u64, ttl: Duration) -> Cache<K, V>
-        where
-            K: std::hash::Hash + Eq + Send + Sync + 'static,
-            V: Clone + Send + Sync + 'static,
-        {
-            // Invalidation closures: a change event drops exactly the entries it touches.
-            Cache::builder()
-                .max_capacity(cap)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build()
-        }
         let inner = Inner {
             iam_limit: Semaphore::new(cfg.aws.concurrency.iam.max(1)),
             sqs_limit: Semaphore::new(cfg.aws.concurrency.sqs.max(1)),
@@ -862,4 +850,18 @@ impl SnapshotSource for AwsSource {
     fn invalidate(&self, doc: &DocRef) {
         AwsSource::invalidate(self, doc)
     }
+}
+
+/// A document cache: at most `cap` entries, each for `ttl`; invalidation closures, so that a
+/// change event drops exactly the entries it touches.
+pub(super) fn cache<K, V>(cap: u64, ttl: Duration) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(cap)
+        .time_to_live(ttl)
+        .support_invalidation_closures()
+        .build()
 }
