@@ -7,6 +7,7 @@
 pub mod events;
 pub mod leader;
 pub mod pods;
+pub mod publish;
 pub mod status;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -19,7 +20,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates};
@@ -52,16 +52,17 @@ pub struct Context {
     pub client: Client,
     pub facts: ClusterFacts,
     pub source: Arc<dyn SnapshotSource>,
-    pub recorder: Recorder,
+    pub events: publish::Publisher,
     pub metrics: Metrics,
     pub recheck_interval: Duration,
     /// Upper bound for one check against AWS.
     pub check_timeout: Duration,
     /// Consecutive failures per binding, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<SqsAccessBinding>, u32>>,
+    failures: Mutex<HashMap<BindingKey, u32>>,
     /// The last verdict per binding and when it was checked, for the bindings-by-condition and
     /// freshness gauges (computed by the housekeeping pass, not per reconcile).
-    verdicts: Mutex<HashMap<ObjectRef<SqsAccessBinding>, (Outcome, Instant)>>,
+    /// Its keys are the one shared [`BindingKey`] per binding that the other maps hold too.
+    verdicts: Mutex<HashMap<BindingKey, (Outcome, Instant)>>,
     /// The running controller's cache of bindings: deleted bindings are not reconciled, so the
     /// per-binding maps are pruned against it.
     bindings: Mutex<Option<Store<SqsAccessBinding>>>,
@@ -72,7 +73,7 @@ pub struct Context {
     /// change event requeues exactly those.
     index: Mutex<DepIndex>,
     /// Bindings requeued by change events, with the earliest event time (Unix seconds).
-    pending: Mutex<HashMap<ObjectRef<SqsAccessBinding>, f64>>,
+    pending: Mutex<HashMap<BindingKey, f64>>,
     /// Requeues into the running controller.
     requeue: Mutex<Option<futures::channel::mpsc::UnboundedSender<ObjectRef<SqsAccessBinding>>>>,
     /// Whether to watch pods (the WorkloadCredentials condition).
@@ -85,33 +86,70 @@ pub struct Context {
     by_account: Mutex<AccountIndex>,
 }
 
-#[derive(Default)]
-struct AccountIndex {
-    bindings: HashMap<(String, String), HashSet<ObjectRef<SqsAccessBinding>>>,
-    binding_account: HashMap<ObjectRef<SqsAccessBinding>, (String, String)>,
+/// A binding as the controller's own maps know it: namespace and name only (an `ObjectRef`
+/// from an object also carries its uid and resource version), allocated once per binding and
+/// shared by every map (at 10,000 bindings a copy per map and per dependency was tens of MB).
+pub type BindingKey = Arc<ObjectRef<SqsAccessBinding>>;
+
+/// A fresh key for a binding (see [`Context::key`] for the shared one).
+pub fn binding_key(obj: &ObjectRef<SqsAccessBinding>) -> BindingKey {
+    let r = ObjectRef::new(&obj.name);
+    Arc::new(match &obj.namespace {
+        Some(ns) => r.within(ns),
+        None => r,
+    })
 }
 
-/// Documents → bindings, and back.
+/// A service account: (namespace, name), shared by the bindings on it.
+type AccountKey = Arc<(String, String)>;
+
+#[derive(Default)]
+struct AccountIndex {
+    bindings: HashMap<AccountKey, HashSet<BindingKey>>,
+    binding_account: HashMap<BindingKey, AccountKey>,
+}
+
+/// Documents → bindings, and back. Each document is held once and shared by its dependents.
 #[derive(Default)]
 pub struct DepIndex {
-    by_doc: HashMap<DocRef, HashSet<ObjectRef<SqsAccessBinding>>>,
-    by_binding: HashMap<ObjectRef<SqsAccessBinding>, BTreeSet<DocRef>>,
+    by_doc: HashMap<Arc<DocRef>, HashSet<BindingKey>>,
+    by_binding: HashMap<BindingKey, Box<[Arc<DocRef>]>>,
 }
 
 impl DepIndex {
     /// Records what a binding depends on now.
     pub fn set(&mut self, obj: &ObjectRef<SqsAccessBinding>, deps: BTreeSet<DocRef>) {
-        if self.by_binding.get(obj) == Some(&deps) {
+        let key = match self.by_binding.get_key_value(obj) {
+            Some((k, _)) => k.clone(),
+            None => binding_key(obj),
+        };
+        self.set_key(&key, deps);
+    }
+
+    /// [`DepIndex::set`] with the binding's shared key.
+    pub fn set_key(&mut self, key: &BindingKey, deps: BTreeSet<DocRef>) {
+        if self
+            .by_binding
+            .get(key)
+            .is_some_and(|old| old.iter().map(|d| &**d).eq(deps.iter()))
+        {
             return;
         }
-        self.remove(obj);
-        for d in &deps {
+        self.remove(key);
+        let mut shared = Vec::with_capacity(deps.len());
+        for d in deps {
+            let doc = match self.by_doc.get_key_value(&d) {
+                Some((doc, _)) => doc.clone(),
+                None => Arc::new(d),
+            };
             self.by_doc
-                .entry(d.clone())
+                .entry(doc.clone())
                 .or_default()
-                .insert(obj.clone());
+                .insert(key.clone());
+            shared.push(doc);
         }
-        self.by_binding.insert(obj.clone(), deps);
+        self.by_binding
+            .insert(key.clone(), shared.into_boxed_slice());
     }
 
     pub fn remove(&mut self, obj: &ObjectRef<SqsAccessBinding>) {
@@ -126,7 +164,7 @@ impl DepIndex {
     }
 
     /// The bindings that depend on a document (every binding for an organization-wide change).
-    pub fn dependents(&self, doc: &DocRef) -> Vec<ObjectRef<SqsAccessBinding>> {
+    pub fn dependents(&self, doc: &DocRef) -> Vec<BindingKey> {
         match doc {
             DocRef::Organization => self.by_binding.keys().cloned().collect(),
             d => self
@@ -154,12 +192,12 @@ impl Context {
         metrics: Metrics,
         recheck_interval: Duration,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: publish::Publisher::new(
+                client.clone(),
+                FIELD_MANAGER,
+                std::env::var("POD_NAME").ok(),
+            ),
             client,
             facts,
             source,
@@ -249,7 +287,7 @@ impl Context {
             .expect("lock")
             .bindings
             .get(&(namespace.to_string(), service_account.to_string()))
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.iter().map(|k| (**k).clone()).collect())
             .unwrap_or_default();
         tracing::debug!(
             namespace,
@@ -264,16 +302,12 @@ impl Context {
         }
     }
 
-    fn remember_account(&self, obj: &ObjectRef<SqsAccessBinding>, key: Option<(String, String)>) {
+    fn remember_account(&self, obj: &BindingKey, account: Option<(String, String)>) {
         let mut m = self.by_account.lock().expect("lock");
-        let previous = match &key {
-            Some(k) => m.binding_account.insert(obj.clone(), k.clone()),
-            None => m.binding_account.remove(obj),
-        };
-        if previous == key {
+        if m.binding_account.get(obj).map(|a| &**a) == account.as_ref() {
             return;
         }
-        if let Some(old) = previous
+        if let Some(old) = m.binding_account.remove(obj)
             && let Some(set) = m.bindings.get_mut(&old)
         {
             set.remove(obj);
@@ -281,9 +315,34 @@ impl Context {
                 m.bindings.remove(&old);
             }
         }
-        if let Some(k) = key {
-            m.bindings.entry(k).or_default().insert(obj.clone());
+        if let Some(a) = account {
+            let shared = match m.bindings.get_key_value(&a) {
+                Some((k, _)) => k.clone(),
+                None => Arc::new(a),
+            };
+            m.bindings
+                .entry(shared.clone())
+                .or_default()
+                .insert(obj.clone());
+            m.binding_account.insert(obj.clone(), shared);
         }
+    }
+
+    /// The binding's key, shared with every map that already holds it.
+    pub fn key(&self, obj: &ObjectRef<SqsAccessBinding>) -> BindingKey {
+        if let Some((k, _)) = self.verdicts.lock().expect("lock").get_key_value(obj) {
+            return k.clone();
+        }
+        if let Some((k, _)) = self
+            .index
+            .lock()
+            .expect("lock")
+            .by_binding
+            .get_key_value(obj)
+        {
+            return k.clone();
+        }
+        binding_key(obj)
     }
 
     /// Applies AWS change events: drops exactly the cached documents they touch and requeues
@@ -293,7 +352,7 @@ impl Context {
         for d in &docs {
             self.source.invalidate(d);
         }
-        let mut hit: HashMap<ObjectRef<SqsAccessBinding>, f64> = HashMap::new();
+        let mut hit: HashMap<BindingKey, f64> = HashMap::new();
         {
             let index = self.index.lock().expect("lock");
             for c in changes {
@@ -313,7 +372,7 @@ impl Context {
             let e = pending.entry(obj.clone()).or_insert(t);
             *e = e.min(t);
             if let Some(tx) = &tx {
-                let _ = tx.unbounded_send(obj);
+                let _ = tx.unbounded_send((*obj).clone());
             }
         }
         n
@@ -324,7 +383,7 @@ impl Context {
         self.index.lock().expect("lock")
     }
 
-    fn record_verdict(&self, obj: ObjectRef<SqsAccessBinding>, outcome: Option<Outcome>) {
+    fn record_verdict(&self, obj: BindingKey, outcome: Option<Outcome>) {
         let mut v = self.verdicts.lock().expect("lock");
         match outcome {
             Some(o) => v.insert(obj, (o, Instant::now())),
@@ -434,7 +493,7 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     let started = Instant::now();
     let ns = b.namespace().ok_or(Error::NoNamespace)?;
     let name = b.name_any();
-    let obj_ref = ObjectRef::from_obj(&*b);
+    let obj_ref = ctx.key(&ObjectRef::from_obj(&*b));
     if b.meta().deletion_timestamp.is_some() {
         ctx.record_verdict(obj_ref.clone(), None);
         ctx.index.lock().expect("lock").remove(&obj_ref);
@@ -464,7 +523,7 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     .await
     {
         Ok((v, deps)) => {
-            ctx.index.lock().expect("lock").set(&obj_ref, deps);
+            ctx.index.lock().expect("lock").set_key(&obj_ref, deps);
             v
         }
         Err(_) => Verdict::unfinished(format!(
@@ -538,31 +597,30 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
 
 async fn publish_transition(ctx: &Context, b: &SqsAccessBinding, v: &Verdict) {
     let first = v.first_reason();
-    let (type_, reason, note) = match v.verdict {
+    let (kind, reason, note) = match v.verdict {
         Outcome::Allowed => (
-            EventType::Normal,
+            publish::Kind::Normal,
             "Ready".to_string(),
             "every needed action is allowed".to_string(),
         ),
         Outcome::Denied => (
-            EventType::Warning,
+            publish::Kind::Warning,
             first.map(|f| f.code.as_str()).unwrap_or_default(),
             first.map(|f| f.message.clone()).unwrap_or_default(),
         ),
         Outcome::Indeterminate => (
-            EventType::Normal,
+            publish::Kind::Normal,
             first.map(|f| f.code.as_str()).unwrap_or_default(),
             first.map(|f| f.message.clone()).unwrap_or_default(),
         ),
     };
-    let ev = Event {
-        type_,
+    let notice = publish::Notice {
+        kind,
         reason,
-        note: Some(status::truncate(&note, 1000)),
+        note: status::truncate(&note, 1000),
         action: "Check".into(),
-        secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(&notice, &b.object_ref(&())).await {
         tracing::warn!(binding = %status::display_name(b), error = %e, "publishing an event failed");
     }
 }
@@ -572,25 +630,24 @@ async fn publish_workload_transition(
     b: &SqsAccessBinding,
     w: &crate::diagnosis::workload::WorkloadVerdict,
 ) {
-    let type_ = match w.status() {
-        "False" => EventType::Warning,
-        _ => EventType::Normal,
+    let kind = match w.status() {
+        "False" => publish::Kind::Warning,
+        _ => publish::Kind::Normal,
     };
-    let ev = Event {
-        type_,
+    let notice = publish::Notice {
+        kind,
         reason: w.reason.as_str(),
-        note: Some(status::truncate(&w.message, 1000)),
+        note: status::truncate(&w.message, 1000),
         action: "CheckPods".into(),
-        secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(&notice, &b.object_ref(&())).await {
         tracing::warn!(binding = %status::display_name(b), error = %e, "publishing an event failed");
     }
 }
 
 /// Per-binding exponential backoff: 1 s, 2 s, 4 s, ... up to 5 minutes.
 pub fn error_policy(b: Arc<SqsAccessBinding>, err: &Error, ctx: Arc<Context>) -> Action {
-    let obj = ObjectRef::from_obj(&*b);
+    let obj = ctx.key(&ObjectRef::from_obj(&*b));
     let n = {
         let mut f = ctx.failures.lock().expect("lock");
         let n = f.entry(obj).or_insert(0);
