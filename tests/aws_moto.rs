@@ -397,6 +397,18 @@ async fn a_dead_endpoint_is_unavailable_never_denied() {
         "{:?}",
         codes(&v)
     );
+    // What it says is readable: the OS's own words, not the SDK's debug form.
+    for r in &v.reasons {
+        assert!(
+            r.message
+                .contains("could not reach AWS (connection failed)")
+                && r.message.contains("Connection refused")
+                && !r.message.contains("DispatchFailure")
+                && !r.message.contains("ConnectorError"),
+            "{}",
+            r.message
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

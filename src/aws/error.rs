@@ -141,11 +141,27 @@ pub fn classify<E: ProvideErrorMetadata + fmt::Debug>(
         SdkError::DispatchFailure(d) => d
             .as_connector_error()
             .and_then(|c| assume_role_failure(c))
-            .unwrap_or_else(|| FetchError::Unavailable {
-                message: format!("could not reach AWS: {d:?}")
-                    .chars()
-                    .take(300)
-                    .collect(),
+            .unwrap_or_else(|| {
+                let what = if d.is_timeout() {
+                    "timed out connecting"
+                } else if d.is_io() {
+                    "connection failed"
+                } else if d.is_user() {
+                    "the request could not be sent"
+                } else {
+                    "no answer"
+                };
+                let cause = d
+                    .as_connector_error()
+                    .map(|c| causes(c))
+                    .unwrap_or_default();
+                FetchError::Unavailable {
+                    message: if cause.is_empty() {
+                        format!("could not reach AWS ({what})")
+                    } else {
+                        format!("could not reach AWS ({what}): {cause}")
+                    },
+                }
             }),
         SdkError::ResponseError(_) => FetchError::Unavailable {
             message: format!(
@@ -156,6 +172,28 @@ pub fn classify<E: ProvideErrorMetadata + fmt::Debug>(
         _ => FetchError::Unavailable {
             message: "the request could not be built or sent".into(),
         },
+    }
+}
+
+/// What an error and its sources say, most specific last ("client error (Connect): tcp
+/// connect error: Connection refused (os error 111)"), without the repeats that wrapping
+/// errors add, at most 300 characters: readable where the SDK's debug form is not.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    let joined = parts.join(": ");
+    if joined.chars().count() > 300 {
+        let tail: Vec<char> = joined.chars().rev().take(299).collect();
+        format!("…{}", tail.into_iter().rev().collect::<String>())
+    } else {
+        joined
     }
 }
 
