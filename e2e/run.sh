@@ -152,6 +152,28 @@ YAML
   then echo "FAIL: a failing binding was admitted"; exit 1; fi
   if grep -q ExplicitDenyInQueuePolicy "$WORK/apply.err"; then echo "ok: rejected with its reason"
   else echo "FAIL: rejected without its reason:"; cat "$WORK/apply.err"; exit 1; fi
+  # The lock is lifted in AWS: a binding like it is admitted (once the operator sees the
+  # change: it reads AWS through its cache) and becomes Allowed.
+  "$PY" -c "
+import boto3
+sqs = boto3.client(\"sqs\", endpoint_url=\"$SQS_ACCESS_TEST_MOTO_URL\", region_name=\"us-east-1\")
+url = sqs.get_queue_url(QueueName=\"e2e-orders\")[\"QueueUrl\"]
+sqs.set_queue_attributes(QueueUrl=url, Attributes={\"Policy\": \"\"})
+"
+  admitted=""
+  for _ in $(seq 1 60); do
+    if kubectl -n "$NS" apply -f - <<YAML 2>"$WORK/apply.err" >/dev/null
+apiVersion: sqsaccess.io/v1alpha1
+kind: SqsAccessBinding
+metadata: {name: admitted}
+spec: {serviceAccountName: producer, queue: "arn:aws:sqs:us-east-1:123456789012:e2e-orders", access: [Send]}
+YAML
+    then admitted=1; break; fi
+    sleep 1
+  done
+  [ -n "$admitted" ] || { echo "FAIL: a passing binding was not admitted:"; cat "$WORK/apply.err"; exit 1; }
+  echo "ok: admitted once the queue policy no longer denies"
+  wait_reason admitted Allowed
 fi
 echo "e2e: passed"
 '
