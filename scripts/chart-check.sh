@@ -324,8 +324,7 @@ CLUSTER_RULES = sorted([
     (("sqsaccess.io",), ("sqsaccessbindings",), ("get", "list", "watch"), ()),
     (("sqsaccess.io",), ("sqsaccessbindings/status",), ("patch", "update"), ()),
     (("",), ("namespaces", "serviceaccounts"), ("list", "watch"), ()),
-    (("events.k8s.io",), ("events",), ("create", "patch"), ()),
-    (("",), ("events",), ("create", "patch"), ()),
+    (("events.k8s.io",), ("events",), ("create",), ()),
     ((), (), ("get",), ("/.well-known/openid-configuration",)),
 ])
 LEASE_RULES = sorted([

@@ -196,7 +196,8 @@ fn paragraphs(text: &str) -> String {
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadStatus {
     /// PodsUseCheckedRole, NoPods, StaticCredentialsOverride, PodsNotInjected, PodsNeedRestart,
-    /// TokenAudienceMismatch, TokenNotReadable, RoleUnknown.
+    /// TokenAudienceMismatch, TokenNotReadable, RoleUnknown, PodIdentityUnsupportedPlacement,
+    /// ProxyInterceptsPodIdentityAgent.
     pub reason: String,
     pub pods: PodCountsStatus,
     /// Each problem with up to five of its pods and what to do.

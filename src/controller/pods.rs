@@ -32,6 +32,11 @@ const AWS_VARS: &[&str] = &[
     "AWS_STS_REGIONAL_ENDPOINTS",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
+    // A proxy the SDK would send the Pod Identity agent's requests through.
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
 ];
 
 /// (namespace, service account) → pod name → facts.
@@ -311,6 +316,29 @@ pub fn pod_facts(p: &Pod) -> PodEvidence {
         run_as_user: sc.and_then(|s| s.run_as_user),
         token_volumes,
         containers,
+        placement: placement(spec),
+    }
+}
+
+/// `fargate` or `windows`: where EKS Pod Identity is not available (see [`PodEvidence`]).
+fn placement(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<String> {
+    let fargate = spec.scheduler_name.as_deref() == Some("fargate-scheduler")
+        || spec
+            .node_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("fargate-"));
+    let os = spec.os.as_ref().map(|o| o.name.as_str()).or_else(|| {
+        spec.node_selector
+            .as_ref()
+            .and_then(|s| s.get("kubernetes.io/os"))
+            .map(String::as_str)
+    });
+    if fargate {
+        Some("fargate".into())
+    } else if os == Some("windows") {
+        Some("windows".into())
+    } else {
+        None
     }
 }
 
@@ -424,6 +452,51 @@ mod tests {
             .unwrap();
         assert_eq!(aws.audience.as_deref(), Some("sts.amazonaws.com"));
         assert!(c.mounts.iter().any(|m| m.volume == "aws-iam-token"));
+    }
+
+    #[test]
+    fn where_a_pod_runs_is_kept_when_pod_identity_cannot_reach_it() {
+        let on = |spec: serde_json::Value| {
+            let mut p = serde_json::to_value(injected_pod()).unwrap();
+            for (k, v) in spec.as_object().unwrap() {
+                p["spec"][k] = v.clone();
+            }
+            pod_facts(&serde_json::from_value(p).unwrap()).placement
+        };
+        assert_eq!(
+            on(serde_json::json!({"nodeName": "ip-10-0-1-23.ec2.internal"})),
+            None
+        );
+        // What EKS Fargate's admission sets, and the node it then binds the pod to.
+        assert_eq!(
+            on(serde_json::json!({"schedulerName": "fargate-scheduler"})).as_deref(),
+            Some("fargate")
+        );
+        assert_eq!(
+            on(serde_json::json!({"nodeName": "fargate-ip-10-0-1-23.ec2.internal"})).as_deref(),
+            Some("fargate")
+        );
+        assert_eq!(
+            on(serde_json::json!({"nodeSelector": {"kubernetes.io/os": "windows"}})).as_deref(),
+            Some("windows")
+        );
+        assert_eq!(
+            on(serde_json::json!({"os": {"name": "windows"}})).as_deref(),
+            Some("windows")
+        );
+        assert_eq!(on(serde_json::json!({"os": {"name": "linux"}})), None);
+        // The proxy variables are kept with the AWS ones.
+        let mut p = serde_json::to_value(injected_pod()).unwrap();
+        p["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .extend([
+                serde_json::json!({"name": "HTTP_PROXY", "value": "http://proxy:3128"}),
+                serde_json::json!({"name": "NO_PROXY", "value": ".svc"}),
+            ]);
+        let f = pod_facts(&serde_json::from_value(p).unwrap());
+        assert_eq!(f.containers[0].env["HTTP_PROXY"], "http://proxy:3128");
+        assert_eq!(f.containers[0].env["NO_PROXY"], ".svc");
     }
 
     #[test]

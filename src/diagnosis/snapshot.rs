@@ -463,6 +463,11 @@ pub struct PodEvidence {
     pub token_volumes: Vec<TokenVolumeEvidence>,
     #[serde(default)]
     pub containers: Vec<ContainerEvidence>,
+    /// Where it runs, when that is somewhere EKS Pod Identity is not available: `fargate`
+    /// (`spec.schedulerName: fargate-scheduler`, or a `fargate-` node) or `windows`
+    /// (`spec.os.name`, or the `kubernetes.io/os` node selector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

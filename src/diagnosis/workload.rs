@@ -21,6 +21,9 @@ pub enum WorkloadReason {
     NoPods,
     /// The binding's role is not known, so pods cannot be compared with it (Unknown).
     RoleUnknown,
+    /// Pods run where EKS Pod Identity is not available (Fargate, Windows nodes): restarting
+    /// them cannot help, so this comes before every other problem of a pod.
+    PodIdentityUnsupportedPlacement,
     /// A container sets static keys (`AWS_ACCESS_KEY_ID`): they win over IRSA and Pod Identity.
     StaticCredentialsOverride,
     /// A pod got no credentials from EKS (it falls back to the node's role).
@@ -31,6 +34,9 @@ pub enum WorkloadReason {
     TokenAudienceMismatch,
     /// A non-root container may not be able to read the IRSA token.
     TokenNotReadable,
+    /// A container's `HTTP_PROXY` would carry its requests to the Pod Identity agent
+    /// (169.254.170.23) to the proxy: `NO_PROXY` does not exempt the agent.
+    ProxyInterceptsPodIdentityAgent,
 }
 
 impl WorkloadReason {
@@ -192,6 +198,24 @@ pub fn assess(
         // (`eks.amazonaws.com/skip-containers`): a container without credentials beside
         // injected ones was skipped on purpose; a pod with none at all was not injected.
         let injected_any = containers.iter().any(|c| creds(c) != Creds::Node);
+        if role.mechanism == Mechanism::PodIdentity
+            && let Some(place) = &p.placement
+        {
+            note(
+                WorkloadReason::PodIdentityUnsupportedPlacement,
+                format!(
+                    "pod {} runs on {}, where EKS Pod Identity is not available (no Pod Identity agent): it gets no credentials for {}",
+                    p.name,
+                    match place.as_str() {
+                        "fargate" => "AWS Fargate",
+                        "windows" => "a Windows node",
+                        other => other,
+                    },
+                    role.arn
+                ),
+                &mut worst,
+            );
+        }
         for c in containers {
             match (creds(c), role.mechanism) {
                 (Creds::Node, _) if injected_any => {}
@@ -275,6 +299,16 @@ pub fn assess(
                     &mut worst,
                 ),
                 (Creds::Container, Mechanism::PodIdentity) => {
+                    if let Some(proxy) = proxy_for_agent(c) {
+                        note(
+                            WorkloadReason::ProxyInterceptsPodIdentityAgent,
+                            format!(
+                                "container {} sets {proxy} and NO_PROXY does not exempt the Pod Identity agent (169.254.170.23, [fd00:ec2::23]): SDKs that honour the proxy send the credential requests to it and get none",
+                                c.name
+                            ),
+                            &mut worst,
+                        );
+                    }
                     // The agent caches credentials per association as it was when the pod
                     // started; a pod older than the association's last change keeps the old.
                     if let (Some(created), Some(modified)) = (
@@ -302,7 +336,10 @@ pub fn assess(
         match &worst {
             None => counts.current += 1,
             Some((WorkloadReason::StaticCredentialsOverride, _)) => counts.overridden += 1,
-            Some((WorkloadReason::PodsNotInjected, _)) => counts.not_injected += 1,
+            Some((
+                WorkloadReason::PodsNotInjected | WorkloadReason::PodIdentityUnsupportedPlacement,
+                _,
+            )) => counts.not_injected += 1,
             Some((WorkloadReason::PodsNeedRestart, _)) => counts.stale += 1,
             // The role is right; the token is the trouble.
             Some(_) => counts.current += 1,
@@ -321,6 +358,14 @@ pub fn assess(
             ),
             WorkloadReason::TokenAudienceMismatch => format!(
                 "make the token audience and the checked one agree (the eks.amazonaws.com/audience annotation, or the trust's aud condition and the OIDC provider's client IDs), then {}",
+                restart_command(p, namespace)
+            ),
+            WorkloadReason::PodIdentityUnsupportedPlacement => format!(
+                "use IRSA for pods on Fargate or Windows (annotate the service account with eks.amazonaws.com/role-arn and let the role trust the cluster's OIDC provider), or schedule them on Linux EC2 nodes, then {}",
+                restart_command(p, namespace)
+            ),
+            WorkloadReason::ProxyInterceptsPodIdentityAgent => format!(
+                "add 169.254.170.23 and [fd00:ec2::23] to NO_PROXY (and no_proxy) in the pod template, then {}",
                 restart_command(p, namespace)
             ),
             WorkloadReason::TokenNotReadable => format!(
@@ -379,6 +424,32 @@ pub fn assess(
     }
 }
 
+/// The proxy variable that would carry a container's requests to the Pod Identity agent (an
+/// `http://` endpoint), when `NO_PROXY` does not exempt it. Values from Secrets or ConfigMaps
+/// are not known, so they are given the benefit of the doubt.
+fn proxy_for_agent(c: &ContainerEvidence) -> Option<&'static str> {
+    let set = |k: &str| c.env.get(k).filter(|v| !v.trim().is_empty());
+    let proxy = ["HTTP_PROXY", "http_proxy"]
+        .into_iter()
+        .find(|k| set(k).is_some_and(|v| !v.starts_with("valueFrom")))?;
+    let exempt = ["NO_PROXY", "no_proxy"]
+        .into_iter()
+        .filter_map(set)
+        .any(|v| {
+            v.starts_with("valueFrom")
+                || v.split(',').map(str::trim).any(|e| {
+                    matches!(
+                        e.trim_start_matches('.'),
+                        "*" | "169.254.170.23"
+                            | "169.254.170.23/32"
+                            | "169.254.0.0/16"
+                            | "169.254.170.0/24"
+                    )
+                })
+        });
+    (!exempt).then_some(proxy)
+}
+
 fn mechanism_name(m: Mechanism) -> &'static str {
     match m {
         Mechanism::Irsa => "IRSA",
@@ -426,4 +497,72 @@ fn unreadable_token(p: &PodEvidence, c: &ContainerEvidence) -> Option<String> {
             c.name
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(env: &[(&str, &str)]) -> ContainerEvidence {
+        ContainerEvidence {
+            name: "app".into(),
+            init: false,
+            run_as_user: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env_from: vec![],
+            mounts: vec![],
+        }
+    }
+
+    #[test]
+    fn a_proxy_matters_only_when_no_proxy_does_not_exempt_the_agent() {
+        let uri = (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "http://169.254.170.23/v1/credentials",
+        );
+        let proxy = ("HTTP_PROXY", "http://proxy:3128");
+        assert_eq!(proxy_for_agent(&container(&[uri])), None);
+        assert_eq!(
+            proxy_for_agent(&container(&[uri, proxy])),
+            Some("HTTP_PROXY")
+        );
+        assert_eq!(
+            proxy_for_agent(&container(&[uri, ("http_proxy", "http://proxy:3128")])),
+            Some("http_proxy")
+        );
+        assert_eq!(
+            proxy_for_agent(&container(&[uri, proxy, ("NO_PROXY", ".svc,10.0.0.0/8")])),
+            Some("HTTP_PROXY")
+        );
+        for exempt in [
+            "localhost,169.254.170.23,[fd00:ec2::23]",
+            " 169.254.0.0/16 ",
+            "*",
+        ] {
+            assert_eq!(
+                proxy_for_agent(&container(&[uri, proxy, ("no_proxy", exempt)])),
+                None,
+                "{exempt}"
+            );
+        }
+        // Values the operator cannot see are not held against the pod.
+        assert_eq!(
+            proxy_for_agent(&container(&[
+                uri,
+                ("HTTP_PROXY", "valueFrom:configMapKeyRef:net/proxy")
+            ])),
+            None
+        );
+        assert_eq!(
+            proxy_for_agent(&container(&[
+                uri,
+                proxy,
+                ("NO_PROXY", "valueFrom:configMapKeyRef:net/no")
+            ])),
+            None
+        );
+    }
 }
