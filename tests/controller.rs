@@ -486,3 +486,92 @@ async fn a_failed_status_write_backs_off_per_binding() {
     );
     assert_eq!(backoff(20), Duration::from_secs(300));
 }
+
+/// A service account cache (like the operator's watch-fed store): answers without a request.
+struct CachedAccounts;
+
+impl sqs_access_operator::binding::ServiceAccountLookup for CachedAccounts {
+    fn annotations<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Option<std::collections::BTreeMap<String, String>>, String>,
+    > {
+        Box::pin(async move { Ok(self.cached_annotations(namespace, name).flatten()) })
+    }
+
+    fn cached_annotations(
+        &self,
+        _namespace: &str,
+        name: &str,
+    ) -> Option<Option<std::collections::BTreeMap<String, String>>> {
+        Some((name == "producer").then(|| {
+            [(
+                "eks.amazonaws.com/role-arn".to_string(),
+                "arn:aws:iam::111111111111:role/orders-producer".to_string(),
+            )]
+            .into()
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_binding_seen_first_over_a_current_status_is_reached_by_change_events_at_once() {
+    use sqs_access_operator::changes::{Change, DocRef};
+    let (client, mut handle) = mock();
+    let status = first_status(&context(client.clone())).await;
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            ClusterFacts {
+                service_accounts: Arc::new(CachedAccounts),
+                oidc_issuer: Some(
+                    "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+                        .into(),
+                ),
+            },
+            Arc::new(support::fakes::ExampleSource),
+            Metrics::default(),
+            Duration::from_secs(300),
+        )
+        .without_jitter(),
+    );
+    // A restart: no check yet, no request, but what it depends on is known from the spec and
+    // the cached service account.
+    first_sight(&ctx, binding(Some(status), "producer"), &mut handle).await;
+    let change = |stale: DocRef| Change {
+        source: "iam.amazonaws.com".into(),
+        name: "PutRolePolicy".into(),
+        time: None,
+        stale: vec![stale],
+    };
+    let role = DocRef::Role {
+        account: "111111111111".into(),
+        name: "orders-producer".into(),
+    };
+    let queue = DocRef::Queue {
+        account: "222222222222".into(),
+        region: "us-east-1".into(),
+        name: "orders".into(),
+    };
+    let other = DocRef::Role {
+        account: "111111111111".into(),
+        name: "someone-else".into(),
+    };
+    assert_eq!(ctx.apply_changes(&[change(role)]), 1, "the role's change");
+    assert_eq!(ctx.apply_changes(&[change(queue)]), 1, "the queue's change");
+    assert_eq!(
+        ctx.apply_changes(&[change(other)]),
+        0,
+        "another role's change"
+    );
+    assert_eq!(
+        ctx.apply_changes(&[change(DocRef::OidcProviders {
+            account: "111111111111".into()
+        })]),
+        1,
+        "the role account's OIDC providers"
+    );
+}

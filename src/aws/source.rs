@@ -25,8 +25,8 @@ use crate::config::Config;
 use crate::diagnosis::check::normalize_issuer;
 use crate::diagnosis::credentials::{RoleSource, role_source};
 use crate::diagnosis::snapshot::{
-    BindingEvidence, ClusterEvidence, Document, EvidenceError, EvidenceErrorKind, KeyManager,
-    KmsKeyEvidence, PodIdentityAssociationEvidence, QueueEvidence, RoleEvidence, Snapshot,
+    Document, EvidenceError, EvidenceErrorKind, KeyManager, KmsKeyEvidence,
+    PodIdentityAssociationEvidence, QueueEvidence, RoleEvidence, Snapshot,
 };
 use crate::diagnosis::spec::SpecOptions;
 use crate::ids::{AccountId, QueueArn, Region, RoleArn};
@@ -554,36 +554,15 @@ impl Inner {
     // ---- assembly ----
 
     pub(super) async fn build(&self, input: &SnapshotInput) -> Snapshot {
-        let mut snap = Snapshot {
-            api_version: crate::diagnosis::snapshot::API_VERSION.into(),
-            kind: crate::diagnosis::snapshot::KIND.into(),
-            captured_at: Some(
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ),
-            binding: Some(BindingEvidence {
-                namespace: input.namespace.clone(),
-                name: input.binding_name.clone(),
-                spec: input.spec.clone(),
-            }),
-            request: None,
-            user: None,
-            service_account: input.service_account.clone(),
-            cluster: ClusterEvidence {
-                oidc_issuer: input.oidc_issuer.clone(),
-                ..Default::default()
-            },
-            pod_identity_associations: None,
-            role: None,
-            target_role: None,
-            oidc_providers: None,
-            queue: None,
-            kms_key: None,
-            organization: self.cfg.organization.as_ref().and_then(|o| o.evidence()),
-            network: None,
-            pods: input.pods.clone(),
-            request_context: Default::default(),
-            evidence_errors: vec![],
-        };
+        let mut snap = Snapshot::unread(
+            input.namespace.clone(),
+            input.binding_name.clone(),
+            input.spec.clone(),
+            input.service_account.clone(),
+            input.oidc_issuer.clone(),
+        );
+        snap.organization = self.cfg.organization.as_ref().and_then(|o| o.evidence());
+        snap.pods = input.pods.clone();
         // Nothing is fetched for a spec that is wrong: the diagnosis reports it.
         let Ok(spec) = input.spec.validate(&self.spec_opts) else {
             return snap;

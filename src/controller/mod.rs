@@ -507,6 +507,10 @@ pub async fn reconcile(b: Arc<SqsAccessBinding>, ctx: Arc<Context>) -> Result<Ac
     // AWS and the API server in one burst.
     let first_sight = !ctx.verdicts.lock().expect("lock").contains_key(&obj_ref);
     if first_sight && let Some(outcome) = status_is_current(&b) {
+        // What it depends on, as far as known without AWS, so a change event before the
+        // re-check reaches it (the re-check records the rest).
+        let deps = crate::binding::known_dependencies(&b, &ctx.facts);
+        ctx.index.lock().expect("lock").set_key(&obj_ref, deps);
         ctx.record_verdict(obj_ref, Some(outcome));
         return Ok(Action::requeue(ctx.recheck_interval.mul_f64(unit_random())));
     }

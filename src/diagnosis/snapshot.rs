@@ -621,6 +621,47 @@ impl fmt::Display for SnapshotError {
 impl std::error::Error for SnapshotError {}
 
 impl Snapshot {
+    /// A binding's snapshot before anything was read from AWS: the binding, its service
+    /// account and the cluster's issuer, as the operator knows them.
+    pub fn unread(
+        namespace: String,
+        name: Option<String>,
+        spec: crate::diagnosis::spec::BindingSpec,
+        service_account: Option<ServiceAccountEvidence>,
+        oidc_issuer: Option<String>,
+    ) -> Snapshot {
+        Snapshot {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            captured_at: Some(
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+            binding: Some(BindingEvidence {
+                namespace,
+                name,
+                spec,
+            }),
+            request: None,
+            user: None,
+            service_account,
+            cluster: ClusterEvidence {
+                oidc_issuer,
+                ..Default::default()
+            },
+            pod_identity_associations: None,
+            role: None,
+            target_role: None,
+            oidc_providers: None,
+            queue: None,
+            kms_key: None,
+            organization: None,
+            network: None,
+            pods: None,
+            request_context: Default::default(),
+            evidence_errors: vec![],
+        }
+    }
+
     /// Reads a snapshot from YAML (or JSON, which is YAML too): a binding's, or one request's.
     pub fn from_yaml_str(text: &str) -> Result<Snapshot, SnapshotError> {
         let snap = Snapshot::evidence_from_yaml_str(text)?;
