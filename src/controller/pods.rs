@@ -39,8 +39,84 @@ const AWS_VARS: &[&str] = &[
     "no_proxy",
 ];
 
-/// (namespace, service account) → pod name → facts.
-type ByAccount = HashMap<(String, String), BTreeMap<String, PodEvidence>>;
+/// (namespace, service account) → its pods.
+type ByAccount = HashMap<(String, String), AccountPods>;
+
+/// What the replicas of a workload share: a pod's facts without its name, creation time,
+/// phase and deletion (containers, variables, token volumes, owner, security context).
+type Shape = Arc<PodEvidence>;
+
+/// One pod as kept: what is its own, and its shape, shared with the other pods of the account
+/// that have the same (a Deployment's replicas: one copy, not one per pod).
+#[derive(Debug, Clone)]
+struct Kept {
+    created_at: Option<String>,
+    phase: Option<String>,
+    deleting: bool,
+    shape: Shape,
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        // Shapes are unique per account, so the same shape is the same allocation.
+        self.created_at == other.created_at
+            && self.phase == other.phase
+            && self.deleting == other.deleting
+            && Arc::ptr_eq(&self.shape, &other.shape)
+    }
+}
+
+/// The pods of one service account, and their distinct shapes.
+#[derive(Default)]
+struct AccountPods {
+    pods: BTreeMap<String, Kept>,
+    shapes: Vec<Shape>,
+}
+
+impl AccountPods {
+    /// Splits a pod's facts into its own and its (shared) shape; returns its name too.
+    fn keep(&mut self, mut facts: PodEvidence) -> (String, Kept) {
+        let name = std::mem::take(&mut facts.name);
+        let created_at = facts.created_at.take();
+        let phase = facts.phase.take();
+        let deleting = std::mem::take(&mut facts.deleting);
+        let shape = match self.shapes.iter().find(|s| ***s == facts) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(facts);
+                self.shapes.push(s.clone());
+                s
+            }
+        };
+        (
+            name,
+            Kept {
+                created_at,
+                phase,
+                deleting,
+                shape,
+            },
+        )
+    }
+
+    /// Forgets shapes no pod has any more.
+    fn prune(&mut self) {
+        self.shapes.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    fn evidence(&self) -> Vec<PodEvidence> {
+        self.pods
+            .iter()
+            .map(|(name, k)| PodEvidence {
+                name: name.clone(),
+                created_at: k.created_at.clone(),
+                phase: k.phase.clone(),
+                deleting: k.deleting,
+                ..(*k.shape).clone()
+            })
+            .collect()
+    }
+}
 
 /// The pods of every service account, as facts.
 #[derive(Default)]
@@ -72,7 +148,7 @@ impl PodIndex {
         let m = self.by_account.lock().expect("lock");
         Some(
             m.get(&(namespace.to_string(), service_account.to_string()))
-                .map(|pods| pods.values().cloned().collect())
+                .map(AccountPods::evidence)
                 .unwrap_or_default(),
         )
     }
@@ -108,13 +184,16 @@ impl PodIndex {
         if let Some(old) = previous.filter(|o| *o != sa)
             && let Some(pods) = m.get_mut(&(ns.clone(), old))
         {
-            pods.remove(&name);
+            pods.pods.remove(&name);
+            pods.prune();
         }
-        let pods = m.entry((ns.clone(), sa.clone())).or_default();
-        if pods.get(&name) == Some(&facts) {
+        let account = m.entry((ns.clone(), sa.clone())).or_default();
+        let (name, kept) = account.keep(facts);
+        if account.pods.get(&name) == Some(&kept) {
             return None;
         }
-        pods.insert(name, facts);
+        account.pods.insert(name, kept);
+        account.prune();
         Some((ns, sa))
     }
 
@@ -127,8 +206,9 @@ impl PodIndex {
         let mut m = self.by_account.lock().expect("lock");
         let key = (namespace.to_string(), sa);
         if let Some(pods) = m.get_mut(&key) {
-            pods.remove(name);
-            if pods.is_empty() {
+            pods.pods.remove(name);
+            pods.prune();
+            if pods.pods.is_empty() {
                 m.remove(&key);
             }
         }
@@ -497,6 +577,42 @@ mod tests {
         let f = pod_facts(&serde_json::from_value(p).unwrap());
         assert_eq!(f.containers[0].env["HTTP_PROXY"], "http://proxy:3128");
         assert_eq!(f.containers[0].env["NO_PROXY"], ".svc");
+    }
+
+    #[test]
+    fn replicas_share_one_copy_of_what_they_have_in_common() {
+        let idx = PodIndex::default();
+        let replica = |i: usize, role: &str| {
+            let mut v = serde_json::to_value(injected_pod()).unwrap();
+            v["metadata"]["name"] = format!("producer-7c9d8f6b5-{i:05}").into();
+            v["metadata"]["creationTimestamp"] = format!("2026-11-25T10:{:02}:00Z", i % 60).into();
+            v["spec"]["containers"][0]["env"][4]["value"] = role.into();
+            serde_json::from_value::<Pod>(v).unwrap()
+        };
+        let old = "arn:aws:iam::111111111111:role/orders-producer";
+        let new = "arn:aws:iam::111111111111:role/orders-producer-v2";
+        let pods: Vec<Pod> = (0..50).map(|i| replica(i, old)).collect();
+        idx.replace(pods.iter().map(PodEntry::of).collect());
+        let key = ("orders".to_string(), "producer".to_string());
+        let shapes = |idx: &PodIndex| idx.by_account.lock().unwrap()[&key].shapes.len();
+        assert_eq!(shapes(&idx), 1, "50 replicas, one shape");
+        // What is read back is exactly what each pod is.
+        let back = idx.pods("orders", "producer").unwrap();
+        let expected: Vec<PodEvidence> = pods.iter().map(pod_facts).collect();
+        assert_eq!(back, expected);
+        // A rollout: a new replica differs, and gets a shape of its own ...
+        assert!(idx.apply(&replica(50, new)).is_some());
+        assert_eq!(shapes(&idx), 2);
+        assert_eq!(
+            idx.pods("orders", "producer").unwrap()[50].containers[0].env["AWS_ROLE_ARN"],
+            new
+        );
+        // ... and once the old replicas are gone, so is their shape.
+        for i in 0..50 {
+            idx.delete("orders", &format!("producer-7c9d8f6b5-{i:05}"));
+        }
+        assert_eq!(shapes(&idx), 1);
+        assert_eq!(idx.pods("orders", "producer").unwrap().len(), 1);
     }
 
     #[test]
