@@ -100,6 +100,19 @@ pub fn binding_key(obj: &ObjectRef<SqsAccessBinding>) -> BindingKey {
     })
 }
 
+/// The map's own key for `k` (allocated once, then shared by whoever else holds it) and its
+/// value, created if missing.
+fn shared_entry<K: std::hash::Hash + Eq, V: Default>(
+    map: &mut HashMap<Arc<K>, V>,
+    k: K,
+) -> (Arc<K>, &mut V) {
+    let key = match map.get_key_value(&k) {
+        Some((key, _)) => key.clone(),
+        None => Arc::new(k),
+    };
+    (key.clone(), map.entry(key).or_default())
+}
+
 /// A service account: (namespace, name), shared by the bindings on it.
 type AccountKey = Arc<(String, String)>;
 
@@ -138,14 +151,8 @@ impl DepIndex {
         self.remove(key);
         let mut shared = Vec::with_capacity(deps.len());
         for d in deps {
-            let doc = match self.by_doc.get_key_value(&d) {
-                Some((doc, _)) => doc.clone(),
-                None => Arc::new(d),
-            };
-            self.by_doc
-                .entry(doc.clone())
-                .or_default()
-                .insert(key.clone());
+            let (doc, dependents) = shared_entry(&mut self.by_doc, d);
+            dependents.insert(key.clone());
             shared.push(doc);
         }
         self.by_binding
@@ -316,14 +323,8 @@ impl Context {
             }
         }
         if let Some(a) = account {
-            let shared = match m.bindings.get_key_value(&a) {
-                Some((k, _)) => k.clone(),
-                None => Arc::new(a),
-            };
-            m.bindings
-                .entry(shared.clone())
-                .or_default()
-                .insert(obj.clone());
+            let (shared, bindings) = shared_entry(&mut m.bindings, a);
+            bindings.insert(obj.clone());
             m.binding_account.insert(obj.clone(), shared);
         }
     }
