@@ -110,50 +110,12 @@ pub async fn evaluate_binding_with_deps(
     source: &dyn SnapshotSource,
     pods: Option<Vec<PodEvidence>>,
 ) -> (Verdict, BTreeSet<DocRef>) {
+    let namespace = binding.namespace().unwrap_or_default();
+    let spec = &binding.spec.binding;
     let opts = source.spec_options();
-    let (input, errors) = binding_input(binding, facts, &opts, pods).await;
-    let mut snap = source.snapshot(&input).await;
-    snap.evidence_errors.extend(errors);
-    (diagnose_with(&snap, &opts), dependencies(&snap))
-}
-
-/// What a binding depends on that is known without reading AWS or the API server: its queue
-/// (and the queue's account) and, when the service account cache has it, the role its IRSA
-/// annotation names (the role's account, the account's OIDC providers). For a binding not
-/// checked yet in this process (its status current from before a restart), so that a change
-/// event reaches it before its first re-check; the check then records everything (managed
-/// policies, KMS keys, Pod Identity associations).
-pub fn known_dependencies(binding: &SqsAccessBinding, facts: &ClusterFacts) -> BTreeSet<DocRef> {
-    let namespace = binding.namespace().unwrap_or_default();
-    let spec = &binding.spec.binding;
-    let service_account = facts
-        .service_accounts
-        .cached_annotations(&namespace, spec.service_account_name.trim())
-        .map(|a| ServiceAccountEvidence {
-            found: a.is_some(),
-            annotations: a.unwrap_or_default(),
-        });
-    dependencies(&crate::diagnosis::snapshot::Snapshot::unread(
-        namespace,
-        Some(binding.name_any()),
-        spec.clone(),
-        service_account,
-        facts.oidc_issuer.clone(),
-    ))
-}
-
-/// The snapshot input for a binding: its spec and its service account as the cluster has it.
-async fn binding_input(
-    binding: &SqsAccessBinding,
-    facts: &ClusterFacts,
-    opts: &crate::diagnosis::spec::SpecOptions,
-    pods: Option<Vec<PodEvidence>>,
-) -> (SnapshotInput, Vec<EvidenceError>) {
-    let namespace = binding.namespace().unwrap_or_default();
-    let spec = &binding.spec.binding;
     let mut errors = Vec::new();
     // A spec that is wrong needs no reads: the diagnosis reports it.
-    let service_account = if spec.validate(opts).is_ok() {
+    let service_account = if spec.validate(&opts).is_ok() {
         let name = spec.service_account_name.trim();
         match facts.service_accounts.annotations(&namespace, name).await {
             Ok(Some(annotations)) => Some(ServiceAccountEvidence {
@@ -186,5 +148,32 @@ async fn binding_input(
         cluster_name: None,
         pods,
     };
-    (input, errors)
+    let mut snap = source.snapshot(&input).await;
+    snap.evidence_errors.extend(errors);
+    (diagnose_with(&snap, &opts), dependencies(&snap))
+}
+
+/// What a binding depends on that is known without reading AWS or the API server: its queue
+/// (and the queue's account) and, when the service account cache has it, the role its IRSA
+/// annotation names (the role's account, the account's OIDC providers). For a binding not
+/// checked yet in this process (its status current from before a restart), so that a change
+/// event reaches it before its first re-check; the check then records everything (managed
+/// policies, KMS keys, Pod Identity associations).
+pub fn known_dependencies(binding: &SqsAccessBinding, facts: &ClusterFacts) -> BTreeSet<DocRef> {
+    let namespace = binding.namespace().unwrap_or_default();
+    let spec = &binding.spec.binding;
+    let service_account = facts
+        .service_accounts
+        .cached_annotations(&namespace, spec.service_account_name.trim())
+        .map(|a| ServiceAccountEvidence {
+            found: a.is_some(),
+            annotations: a.unwrap_or_default(),
+        });
+    dependencies(&crate::diagnosis::snapshot::Snapshot::unread(
+        namespace,
+        Some(binding.name_any()),
+        spec.clone(),
+        service_account,
+        facts.oidc_issuer.clone(),
+    ))
 }
