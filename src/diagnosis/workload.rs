@@ -351,28 +351,29 @@ pub fn assess(
     found.sort_by_key(|(r, _, _)| *r);
     let mut problems: Vec<WorkloadProblem> = Vec::new();
     for (r, p, why) in &found {
-        let fix = match r {
-            WorkloadReason::StaticCredentialsOverride => format!(
-                "remove AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the pod template, then {}",
-                restart_command(p, namespace)
+        // What to change first, if anything; then the restart that makes the pods take it.
+        let change = match r {
+            WorkloadReason::StaticCredentialsOverride => {
+                Some("remove AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the pod template")
+            }
+            WorkloadReason::TokenAudienceMismatch => Some(
+                "make the token audience and the checked one agree (the eks.amazonaws.com/audience annotation, or the trust's aud condition and the OIDC provider's client IDs)",
             ),
-            WorkloadReason::TokenAudienceMismatch => format!(
-                "make the token audience and the checked one agree (the eks.amazonaws.com/audience annotation, or the trust's aud condition and the OIDC provider's client IDs), then {}",
-                restart_command(p, namespace)
+            WorkloadReason::PodIdentityUnsupportedPlacement => Some(
+                "use IRSA for pods on Fargate or Windows (annotate the service account with eks.amazonaws.com/role-arn and let the role trust the cluster's OIDC provider), or schedule them on Linux EC2 nodes",
             ),
-            WorkloadReason::PodIdentityUnsupportedPlacement => format!(
-                "use IRSA for pods on Fargate or Windows (annotate the service account with eks.amazonaws.com/role-arn and let the role trust the cluster's OIDC provider), or schedule them on Linux EC2 nodes, then {}",
-                restart_command(p, namespace)
+            WorkloadReason::ProxyInterceptsPodIdentityAgent => Some(
+                "add 169.254.170.23 and [fd00:ec2::23] to NO_PROXY (and no_proxy) in the pod template",
             ),
-            WorkloadReason::ProxyInterceptsPodIdentityAgent => format!(
-                "add 169.254.170.23 and [fd00:ec2::23] to NO_PROXY (and no_proxy) in the pod template, then {}",
-                restart_command(p, namespace)
+            WorkloadReason::TokenNotReadable => Some(
+                "set spec.securityContext.fsGroup in the pod template (e.g. 65534) so non-root containers can read the token",
             ),
-            WorkloadReason::TokenNotReadable => format!(
-                "set spec.securityContext.fsGroup in the pod template (e.g. 65534) so non-root containers can read the token, then {}",
-                restart_command(p, namespace)
-            ),
-            _ => restart_command(p, namespace),
+            _ => None,
+        };
+        let restart = restart_command(p, namespace);
+        let fix = match change {
+            Some(c) => format!("{c}, then {restart}"),
+            None => restart,
         };
         match problems.iter_mut().find(|x| x.code == *r) {
             Some(x) => {
